@@ -1,0 +1,34 @@
+// swift-tools-version:6.1
+//
+// Keel: an etcd-compatible key/value store built on its own bbolt-format storage engine.
+// Targets follow the layers in ../shared/ARCHITECTURE.md; dependencies point down only.
+import PackageDescription
+
+let package = Package(
+    name: "Keel",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "KeelIO", targets: ["KeelIO"]),
+        .library(name: "KeelBolt", targets: ["KeelBolt"]),
+        .executable(name: "keelutl", targets: ["keelutl"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", exact: "1.8.2"),
+    ],
+    targets: [
+        // Tiny C: _GNU_SOURCE syscalls Glibc does not export, and the SSE4.2 CRC-32C instruction.
+        .target(name: "CKeelShims"),
+        // The only target that calls the OS for files.
+        .target(name: "KeelIO", dependencies: ["CKeelShims"]),
+        // The bbolt-format copy-on-write B+tree file.
+        .target(name: "KeelBolt", dependencies: ["KeelIO"]),
+        // Offline tools. Never links gRPC or NIO, so its release build stays quick.
+        .executableTarget(name: "keelutl", dependencies: [
+            "KeelBolt", "KeelIO",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .testTarget(name: "KeelIOTests", dependencies: ["KeelIO"]),
+        .testTarget(name: "KeelBoltTests", dependencies: ["KeelBolt", "KeelIO"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,25 @@
+// Small C helpers for Keel's I/O layer: calls that Swift's Glibc module does not export
+// (they need _GNU_SOURCE) and the hardware CRC-32C instruction.
+#ifndef KEEL_SHIMS_H
+#define KEEL_SHIMS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/// fallocate(2). Returns 0 or -1 with errno set.
+int keel_fallocate(int fd, int mode, off_t offset, off_t length);
+/// The FALLOC_FL_KEEP_SIZE flag.
+int keel_falloc_fl_keep_size(void);
+/// fcntl(F_OFD_SETLK / F_OFD_SETLKW) over the whole file. exclusive: write lock, else read lock.
+/// wait: 1 blocks. Returns 0 or -1 with errno set.
+int keel_ofd_lock(int fd, int exclusive, int wait);
+/// Releases an OFD lock taken with keel_ofd_lock.
+int keel_ofd_unlock(int fd);
+/// 1 if the CPU has the SSE4.2 CRC32 instruction.
+int keel_crc32c_hw_available(void);
+/// CRC-32C update with the hardware instruction. `crc` is the raw register (not inverted).
+/// Only call when keel_crc32c_hw_available() returned 1.
+uint32_t keel_crc32c_hw(uint32_t crc, const void *data, size_t length);
+
+#endif

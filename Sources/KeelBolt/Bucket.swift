@@ -1,0 +1,337 @@
+/// A collection of key/value pairs and nested buckets, stored as a B+tree (or inline inside its
+/// parent's leaf while small).
+///
+/// A `Bucket` belongs to one transaction and is valid only until that transaction ends.
+public final class Bucket {
+    unowned let tx: Tx
+    /// Root page id; 0 for an inline bucket.
+    var root: UInt64
+    /// The bucket's sequence number.
+    public internal(set) var sequence: UInt64
+    /// The inline page, for an inline bucket.
+    var inlinePage: PageView?
+    /// The materialised root node, once written to.
+    var rootNode: Node?
+    /// Nodes materialised in this transaction, by page id.
+    var nodes: [UInt64: Node] = [:]
+    /// Child buckets opened in this (write) transaction.
+    var buckets: [ByteView: Bucket] = [:]
+    /// How full split pages are left (0.1...1.0). Not stored in the file; set per transaction.
+    /// Use 1.0 for append-only (sequential) loads.
+    public var fillPercent: Double = 0.5
+
+    init(tx: Tx, root: UInt64, sequence: UInt64) {
+        self.tx = tx
+        self.root = root
+        self.sequence = sequence
+    }
+
+    /// Whether this bucket may be written.
+    public var writable: Bool { tx.writable }
+
+    /// A new cursor over this bucket.
+    public func cursor() -> Cursor {
+        tx.stats.cursorCount += 1
+        return Cursor(bucket: self)
+    }
+
+    // MARK: Nested buckets
+
+    /// The nested bucket `name`, or nil.
+    public func bucket(_ name: some Collection<UInt8>) throws(BoltError) -> Bucket? {
+        return try withView(Array(name)) { view throws(BoltError) in try bucket(view: view) }
+    }
+
+    func bucket(view name: ByteView) throws(BoltError) -> Bucket? {
+        try tx.checkOpen()
+        if let cached = buckets[name] { return cached }
+        let c = cursor()
+        try c.seekRaw(name)
+        guard let entry = try c.currentRaw(), entry.key == name, entry.flags & bucketLeafFlag != 0 else { return nil }
+        let child = try openBucket(entry.value)
+        if tx.writable {
+            buckets[tx.arena.copy(UnsafeRawBufferPointer(start: name.base, count: name.count))] = child
+        }
+        return child
+    }
+
+    private func openBucket(_ value: ByteView) throws(BoltError) -> Bucket {
+        guard value.count >= PageLayout.bucketHeaderSize, let base = value.base else {
+            throw BoltError.corruptPage(id: root, reason: "bucket value of \(value.count) bytes is shorter than a bucket header")
+        }
+        let root = base.loadUnaligned(as: UInt64.self)
+        let sequence = base.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
+        let child = Bucket(tx: tx, root: root, sequence: sequence)
+        if root == 0 {
+            guard value.count >= PageLayout.bucketHeaderSize + PageLayout.headerSize else {
+                throw BoltError.corruptPage(id: self.root, reason: "inline bucket value of \(value.count) bytes has no page header")
+            }
+            let page = PageView(base: base + PageLayout.bucketHeaderSize, capacity: value.count - PageLayout.bucketHeaderSize)
+            guard page.isLeaf else {
+                throw BoltError.corruptPage(id: self.root, reason: "inline bucket page has flags 0x\(String(page.flags.rawValue, radix: 16)), expected leaf")
+            }
+            try page.validateElements(pageID: self.root)
+            child.inlinePage = page
+        }
+        return child
+    }
+
+    /// Creates the nested bucket `name`.
+    /// - Throws: `.bucketExists`, `.incompatibleValue` when a plain key has that name,
+    ///   `.bucketNameRequired`, `.keyTooLarge`, `.readOnly`.
+    @discardableResult
+    public func createBucket(_ name: some Collection<UInt8>) throws(BoltError) -> Bucket {
+        try tx.checkWritable()
+        let bytes = Array(name)
+        if bytes.isEmpty { throw BoltError.bucketNameRequired }
+        if bytes.count > PageLayout.maxKeySize { throw BoltError.keyTooLarge(size: bytes.count) }
+        let key = bytes.withUnsafeBytes { tx.arena.copy($0) }
+        let c = cursor()
+        try c.seekRaw(key)
+        if let entry = try c.currentRaw(), entry.key == key {
+            throw entry.flags & bucketLeafFlag != 0 ? BoltError.bucketExists : BoltError.incompatibleValue
+        }
+        // An empty inline bucket: header (root 0, sequence 0) + an empty leaf page header.
+        let valueBase = tx.arena.allocate(PageLayout.bucketHeaderSize + PageLayout.headerSize)
+        valueBase.initializeMemory(as: UInt8.self, repeating: 0, count: 32)
+        PageWriter(base: valueBase + PageLayout.bucketHeaderSize).setHeader(id: 0, flags: .leaf, count: 0, overflow: 0)
+        let value = ByteView(base: UnsafeRawPointer(valueBase), count: 32)
+        try c.node().put(oldKey: key, newKey: key, value: value, pgid: 0, flags: bucketLeafFlag)
+        guard let child = try bucket(view: key) else { preconditionFailure("created bucket not found") }
+        return child
+    }
+
+    /// Creates the nested bucket `name` unless it exists; returns it either way.
+    @discardableResult
+    public func createBucketIfNotExists(_ name: some Collection<UInt8>) throws(BoltError) -> Bucket {
+        if let existing = try bucket(name) { return existing }
+        return try createBucket(name)
+    }
+
+    /// Deletes the nested bucket `name` and everything in it, freeing its pages.
+    public func deleteBucket(_ name: some Collection<UInt8>) throws(BoltError) {
+        try tx.checkWritable()
+        let bytes = Array(name)
+        let key = bytes.withUnsafeBytes { tx.arena.copy($0) }
+        let c = cursor()
+        try c.seekRaw(key)
+        guard let entry = try c.currentRaw(), entry.key == key else { throw BoltError.bucketNotFound }
+        guard entry.flags & bucketLeafFlag != 0 else { throw BoltError.incompatibleValue }
+        guard let child = try bucket(view: key) else { throw BoltError.bucketNotFound }
+        // Delete its own nested buckets first, so their pages are freed too.
+        var names: [[UInt8]] = []
+        try child.forEach { k, v throws(BoltError) in if v == nil { names.append(k.bytes) } }
+        for n in names { try child.deleteBucket(n) }
+        buckets[key] = nil
+        child.nodes = [:]
+        child.rootNode = nil
+        try child.free()
+        try c.node().del(key)
+    }
+
+    // MARK: Keys
+
+    /// The value of `key`, or nil when absent or when `key` names a nested bucket.
+    public func get(_ key: some Collection<UInt8>) throws(BoltError) -> ByteView? {
+        return try withView(Array(key)) { view throws(BoltError) in try get(view) }
+    }
+
+    /// The value of `key` (a view only needed during the call), or nil.
+    public func get(_ key: ByteView) throws(BoltError) -> ByteView? {
+        try tx.checkOpen()
+        let c = Cursor(bucket: self)
+        try c.seekRaw(key)
+        guard let entry = try c.currentRaw(), entry.key == key, entry.flags & bucketLeafFlag == 0 else { return nil }
+        return entry.value
+    }
+
+    /// Sets `key` to `value`. An empty value is allowed and reads back empty.
+    /// - Throws: `.keyRequired`, `.keyTooLarge`, `.valueTooLarge`, `.incompatibleValue` when
+    ///   `key` names a nested bucket, `.readOnly`.
+    public func put(_ key: some Collection<UInt8>, _ value: some Collection<UInt8>) throws(BoltError) {
+        let v = Array(value)
+        try withView(Array(key)) { k throws(BoltError) in
+            try withView(v) { vv throws(BoltError) in
+                try put(UnsafeRawBufferPointer(start: k.base, count: k.count), UnsafeRawBufferPointer(start: vv.base, count: vv.count))
+            }
+        }
+    }
+
+    /// Sets `key` to `value`, copying both.
+    public func put(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws(BoltError) {
+        try tx.checkWritable()
+        if key.count == 0 { throw BoltError.keyRequired }
+        if key.count > PageLayout.maxKeySize { throw BoltError.keyTooLarge(size: key.count) }
+        if value.count > PageLayout.maxValueSize { throw BoltError.valueTooLarge(size: value.count) }
+        let c = Cursor(bucket: self)
+        try c.seekRaw(ByteView(base: key.baseAddress, count: key.count))
+        let entry = try c.currentRaw()
+        let exists = entry.map { $0.key.count == key.count && compareBytes($0.key, key) == 0 } ?? false
+        if exists, entry!.flags & bucketLeafFlag != 0 { throw BoltError.incompatibleValue }
+        let storedKey = exists ? entry!.key : tx.arena.copy(key)
+        let storedValue = tx.arena.copy(value)
+        try c.node().put(oldKey: storedKey, newKey: storedKey, value: storedValue, pgid: 0, flags: 0)
+    }
+
+    /// Removes `key`. No error when it is absent.
+    /// - Throws: `.incompatibleValue` when `key` names a nested bucket, `.readOnly`.
+    public func delete(_ key: some Collection<UInt8>) throws(BoltError) {
+        try tx.checkWritable()
+        try withView(Array(key)) { view throws(BoltError) in
+            let c = Cursor(bucket: self)
+            try c.seekRaw(view)
+            guard let entry = try c.currentRaw(), entry.key == view else { return }
+            if entry.flags & bucketLeafFlag != 0 { throw BoltError.incompatibleValue }
+            try c.node().del(view)
+        }
+    }
+
+    /// Sets the sequence number.
+    public func setSequence(_ value: UInt64) throws(BoltError) {
+        try tx.checkWritable()
+        if rootNode == nil { _ = try node(root, parent: nil) }
+        sequence = value
+    }
+
+    /// Increments the sequence and returns the new value.
+    public func nextSequence() throws(BoltError) -> UInt64 {
+        try tx.checkWritable()
+        if rootNode == nil { _ = try node(root, parent: nil) }
+        sequence += 1
+        return sequence
+    }
+
+    /// Calls `body` for every key in order; the value is nil for nested buckets.
+    public func forEach(_ body: (ByteView, ByteView?) throws(BoltError) -> Void) throws(BoltError) {
+        let c = cursor()
+        var entry = try c.first()
+        while let e = entry {
+            try body(e.key, e.value)
+            entry = try c.next()
+        }
+    }
+
+    // MARK: Pages and nodes
+
+    /// The page or (when materialised) the node for `pgid`.
+    func pageNode(_ pgid: UInt64) throws(BoltError) -> (PageView?, Node?) {
+        if root == 0 {
+            precondition(pgid == 0, "inline bucket non-zero page access: \(pgid)")
+            if let rootNode { return (nil, rootNode) }
+            return (inlinePage, nil)
+        }
+        if !nodes.isEmpty, let node = nodes[pgid] { return (nil, node) }
+        return (try tx.page(pgid), nil)
+    }
+
+    /// Materialises the node for `pgid` (cached per transaction).
+    func node(_ pgid: UInt64, parent: Node?) throws(BoltError) -> Node {
+        if let existing = nodes[pgid] { return existing }
+        let n = Node(bucket: self, isLeaf: false, parent: parent)
+        if let parent { parent.children.append(n) } else { rootNode = n }
+        if root == 0, let inlinePage {
+            try n.read(inlinePage, pageID: 0)
+        } else if root == 0 {
+            n.isLeaf = true
+        } else {
+            try n.read(try tx.page(pgid), pageID: pgid)
+        }
+        nodes[pgid] = n
+        tx.stats.nodeCount += 1
+        return n
+    }
+
+    /// Frees every page of this bucket's tree.
+    func free() throws(BoltError) {
+        if root == 0 { return }
+        try forEachPageNode { page, id, node throws(BoltError) in
+            if page != nil { try tx.freePage(id) } else { try node?.free() }
+        }
+        root = 0
+    }
+
+    /// Visits every page (or node, when materialised) of this bucket's tree, depth first.
+    func forEachPageNode(_ body: (PageView?, UInt64, Node?) throws(BoltError) -> Void) throws(BoltError) {
+        if let inlinePage, root == 0 { try body(inlinePage, 0, nil); return }
+        try visitPageNode(root, depth: 0, body)
+    }
+
+    private func visitPageNode(_ pgid: UInt64, depth: Int, _ body: (PageView?, UInt64, Node?) throws(BoltError) -> Void) throws(BoltError) {
+        if depth > 64 { throw BoltError.corruptPage(id: pgid, reason: "tree deeper than 64 levels (a page cycle?)") }
+        let (page, node) = try pageNode(pgid)
+        try body(page, pgid, node)
+        if let page, page.isBranch {
+            for i in 0..<page.count { try visitPageNode(page.branchChild(i), depth: depth + 1, body) }
+        } else if let node, !node.isLeaf {
+            for item in node.inodes { try visitPageNode(item.pgid, depth: depth + 1, body) }
+        }
+    }
+
+    // MARK: Commit phases
+
+    /// Merges underfull nodes, in this bucket and its children.
+    func rebalance() throws(BoltError) {
+        for pgid in nodes.keys.sorted() {
+            if let n = nodes[pgid] { try n.rebalance() }
+        }
+        for name in buckets.keys.sorted() { try buckets[name]!.rebalance() }
+    }
+
+    /// Writes dirty nodes of this bucket and its children to new pages.
+    func spill() throws(BoltError) {
+        for name in buckets.keys.sorted() {
+            let child = buckets[name]!
+            let value: ByteView
+            if child.inlineable() {
+                try child.free()
+                value = child.writeInline()
+            } else {
+                try child.spill()
+                let header = tx.arena.allocate(PageLayout.bucketHeaderSize)
+                header.storeBytes(of: child.root, toByteOffset: 0, as: UInt64.self)
+                header.storeBytes(of: child.sequence, toByteOffset: 8, as: UInt64.self)
+                value = ByteView(base: UnsafeRawPointer(header), count: PageLayout.bucketHeaderSize)
+            }
+            if child.rootNode == nil { continue }
+            let c = cursor()
+            try c.seekRaw(name)
+            guard let entry = try c.currentRaw(), entry.key == name, entry.flags & bucketLeafFlag != 0 else {
+                throw BoltError.corruptPage(id: root, reason: "bucket \(name) vanished from its parent during commit")
+            }
+            try c.node().put(oldKey: name, newKey: name, value: value, pgid: 0, flags: bucketLeafFlag)
+        }
+        guard let rootNode else { return }
+        try rootNode.spill()
+        let newRoot = rootNode.root()
+        self.rootNode = newRoot
+        guard newRoot.pgid < tx.meta.pgid else {
+            preconditionFailure("pgid \(newRoot.pgid) above high water mark \(tx.meta.pgid)")
+        }
+        root = newRoot.pgid
+    }
+
+    /// Whether this bucket fits inline in its parent: one leaf, no nested buckets, a quarter page.
+    func inlineable() -> Bool {
+        guard let n = rootNode, n.isLeaf else { return false }
+        var size = PageLayout.headerSize
+        let limit = tx.db.pageSize / 4
+        for item in n.inodes {
+            size += PageLayout.leafElementSize + item.key.count + item.value.count
+            if item.flags & bucketLeafFlag != 0 { return false }
+            if size > limit { return false }
+        }
+        return true
+    }
+
+    /// The inline value: bucket header (root 0) followed by the root node as a page.
+    private func writeInline() -> ByteView {
+        let n = rootNode!
+        let size = PageLayout.bucketHeaderSize + n.size()
+        let buffer = tx.arena.allocate(size)
+        buffer.initializeMemory(as: UInt8.self, repeating: 0, count: size)
+        buffer.storeBytes(of: UInt64(0), toByteOffset: 0, as: UInt64.self)
+        buffer.storeBytes(of: sequence, toByteOffset: 8, as: UInt64.self)
+        n.write(into: buffer + PageLayout.bucketHeaderSize, pageID: 0, overflow: 0)
+        return ByteView(base: UnsafeRawPointer(buffer), count: size)
+    }
+}

@@ -1,0 +1,102 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Bytes borrowed from the database: a key or value as stored in a page, or a copy the
+/// transaction keeps.
+///
+/// **Lifetime:** a `ByteView` handed out by a transaction is valid only until that transaction
+/// ends (commit or rollback). Copy it (`Array(view)` or `.bytes`) to keep it longer. Inside a write
+/// transaction a view stays valid even if its key is later overwritten or deleted in the same
+/// transaction: the transaction keeps every buffer it handed out until it ends.
+public struct ByteView: RandomAccessCollection, Hashable, Comparable, @unchecked Sendable, CustomStringConvertible {
+    @usableFromInline let base: UnsafeRawPointer?
+    public let count: Int
+
+    @inlinable
+    init(base: UnsafeRawPointer?, count: Int) {
+        self.base = base
+        self.count = count
+    }
+
+    /// An empty view.
+    public static let empty = ByteView(base: nil, count: 0)
+
+    public var startIndex: Int { 0 }
+    public var endIndex: Int { count }
+
+    @inlinable
+    public subscript(position: Int) -> UInt8 {
+        precondition(position >= 0 && position < count, "ByteView index out of range")
+        return base!.load(fromByteOffset: position, as: UInt8.self)
+    }
+
+    /// A copy that outlives the transaction.
+    public var bytes: [UInt8] {
+        guard let base, count > 0 else { return [] }
+        return Array(UnsafeRawBufferPointer(start: base, count: count))
+    }
+
+    /// Calls `body` with the raw bytes (valid only inside the call and the transaction).
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try body(UnsafeRawBufferPointer(start: base, count: count))
+    }
+
+    /// Unsigned byte-wise comparison, as `bytes.Compare` in Go: -1, 0 or 1.
+    @inlinable
+    public func compare(_ other: ByteView) -> Int {
+        let n = Swift.min(count, other.count)
+        if n > 0 {
+            let r = memcmp(base!, other.base!, n)
+            if r != 0 { return r < 0 ? -1 : 1 }
+        }
+        return count == other.count ? 0 : (count < other.count ? -1 : 1)
+    }
+
+    @inlinable
+    public static func == (lhs: ByteView, rhs: ByteView) -> Bool {
+        lhs.count == rhs.count && (lhs.count == 0 || memcmp(lhs.base!, rhs.base!, lhs.count) == 0)
+    }
+
+    @inlinable
+    public static func < (lhs: ByteView, rhs: ByteView) -> Bool { lhs.compare(rhs) < 0 }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(count)
+        if count > 0 { hasher.combine(bytes: UnsafeRawBufferPointer(start: base, count: count)) }
+    }
+
+    /// Printable ASCII as is, anything else as hex.
+    public var description: String {
+        let printable = allSatisfy { $0 >= 0x20 && $0 < 0x7F }
+        if printable { return String(decoding: self, as: UTF8.self) }
+        return map { String($0, radix: 16).leftPadded(to: 2) }.joined()
+    }
+}
+
+extension String {
+    func leftPadded(to width: Int, with pad: Character = "0") -> String {
+        count >= width ? self : String(repeating: pad, count: width - count) + self
+    }
+}
+
+/// Compares a view with a byte array, unsigned byte-wise.
+@inlinable
+func compareBytes(_ a: ByteView, _ b: UnsafeRawBufferPointer) -> Int {
+    a.compare(ByteView(base: b.baseAddress, count: b.count))
+}
+
+/// Calls `body` with a view of `bytes`, keeping the typed error.
+@inline(__always)
+func withView<T>(_ bytes: [UInt8], _ body: (ByteView) throws(BoltError) -> T) throws(BoltError) -> T {
+    let result: Result<T, BoltError> = bytes.withUnsafeBytes { raw in
+        do throws(BoltError) {
+            return .success(try body(ByteView(base: raw.baseAddress, count: raw.count)))
+        } catch {
+            return .failure(error)
+        }
+    }
+    return try result.get()
+}

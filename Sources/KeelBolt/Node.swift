@@ -1,0 +1,317 @@
+/// One element of a node: a key with a value (leaf) or a child page id (branch).
+struct INode {
+    var flags: UInt32
+    var pgid: UInt64
+    var key: ByteView
+    var value: ByteView
+}
+
+/// The in-memory, writable copy of a page, made the first time a write transaction changes it.
+/// Keys and values point into the map or the transaction's arena, never copied per node.
+///
+/// Parent and child links are strong; the transaction breaks them when it ends.
+final class Node {
+    unowned let bucket: Bucket
+    var isLeaf: Bool
+    var unbalanced = false
+    var spilled = false
+    /// The key this node is filed under in its parent (its first key when it was read).
+    var key = ByteView.empty
+    /// The page this node was read from (0 for a new node).
+    var pgid: UInt64 = 0
+    var parent: Node?
+    var children: [Node] = []
+    var inodes: [INode] = []
+
+    init(bucket: Bucket, isLeaf: Bool, parent: Node?) {
+        self.bucket = bucket
+        self.isLeaf = isLeaf
+        self.parent = parent
+        bucket.tx.track(self)
+    }
+
+    var minKeys: Int { isLeaf ? 1 : 2 }
+
+    /// The root of this node's tree.
+    func root() -> Node {
+        var n = self
+        while let p = n.parent { n = p }
+        return n
+    }
+
+    /// Serialised size in bytes.
+    func size() -> Int {
+        var sz = PageLayout.headerSize
+        for item in inodes { sz += PageLayout.leafElementSize + item.key.count + item.value.count }
+        return sz
+    }
+
+    /// Whether the serialised size is below `limit`, stopping early.
+    func sizeLessThan(_ limit: Int) -> Bool {
+        var sz = PageLayout.headerSize
+        for item in inodes {
+            sz += PageLayout.leafElementSize + item.key.count + item.value.count
+            if sz >= limit { return false }
+        }
+        return true
+    }
+
+    /// The index of the first inode whose key is >= `key`, and whether it is equal.
+    func search(_ key: ByteView) -> (index: Int, exact: Bool) {
+        var lo = 0
+        var hi = inodes.count
+        while lo < hi {
+            let mid = (lo + hi) >> 1
+            if inodes[mid].key.compare(key) < 0 { lo = mid + 1 } else { hi = mid }
+        }
+        return (lo, lo < inodes.count && inodes[lo].key == key)
+    }
+
+    func childAt(_ index: Int) throws(BoltError) -> Node {
+        precondition(!isLeaf, "childAt on a leaf node")
+        return try bucket.node(inodes[index].pgid, parent: self)
+    }
+
+    func childIndex(_ child: Node) -> Int { search(child.key).index }
+
+    func nextSibling() throws(BoltError) -> Node? {
+        guard let parent else { return nil }
+        let index = parent.childIndex(self)
+        if index >= parent.inodes.count - 1 { return nil }
+        return try parent.childAt(index + 1)
+    }
+
+    func prevSibling() throws(BoltError) -> Node? {
+        guard let parent else { return nil }
+        let index = parent.childIndex(self)
+        if index == 0 { return nil }
+        return try parent.childAt(index - 1)
+    }
+
+    /// Inserts or replaces the inode filed under `oldKey`.
+    func put(oldKey: ByteView, newKey: ByteView, value: ByteView, pgid: UInt64, flags: UInt32) {
+        precondition(newKey.count > 0, "put: zero-length inode key")
+        let (index, exact) = search(oldKey)
+        let item = INode(flags: flags, pgid: pgid, key: newKey, value: value)
+        if exact { inodes[index] = item } else { inodes.insert(item, at: index) }
+    }
+
+    /// Removes the inode with `key`, if any.
+    func del(_ key: ByteView) {
+        let (index, exact) = search(key)
+        guard exact else { return }
+        inodes.remove(at: index)
+        unbalanced = true
+    }
+
+    /// Fills the node from a page.
+    func read(_ page: PageView, pageID: UInt64) throws(BoltError) {
+        pgid = pageID
+        isLeaf = page.isLeaf
+        let n = page.count
+        inodes.removeAll(keepingCapacity: true)
+        inodes.reserveCapacity(n)
+        if isLeaf {
+            for i in 0..<n {
+                inodes.append(INode(flags: page.leafFlags(i), pgid: 0,
+                                    key: try page.leafKey(i, pageID: pageID), value: try page.leafValue(i, pageID: pageID)))
+            }
+        } else {
+            for i in 0..<n {
+                inodes.append(INode(flags: 0, pgid: page.branchChild(i), key: try page.branchKey(i, pageID: pageID), value: .empty))
+            }
+        }
+        key = inodes.first?.key ?? .empty
+    }
+
+    /// Serialises into a zeroed page buffer of at least `size()` bytes.
+    func write(into buffer: UnsafeMutableRawPointer, pageID: UInt64, overflow: UInt32) {
+        precondition(inodes.count < PageLayout.maxElementCount, "write: \(inodes.count) inodes overflow the page count")
+        let w = PageWriter(base: buffer)
+        w.setHeader(id: pageID, flags: isLeaf ? .leaf : .branch, count: inodes.count, overflow: overflow)
+        var offset = PageLayout.headerSize + inodes.count * PageLayout.leafElementSize
+        for (i, item) in inodes.enumerated() {
+            let e = PageLayout.headerSize + i * PageLayout.leafElementSize
+            if isLeaf {
+                w.setU32(e, item.flags)
+                w.setU32(e + 4, UInt32(offset - e))
+                w.setU32(e + 8, UInt32(item.key.count))
+                w.setU32(e + 12, UInt32(item.value.count))
+            } else {
+                w.setU32(e, UInt32(offset - e))
+                w.setU32(e + 4, UInt32(item.key.count))
+                w.setU64(e + 8, item.pgid)
+            }
+            w.copy(item.key, to: offset)
+            offset += item.key.count
+            w.copy(item.value, to: offset)
+            offset += item.value.count
+        }
+    }
+
+    // MARK: Split
+
+    /// Splits into nodes that each fit the fill threshold (bbolt's rule).
+    func split(pageSize: Int) -> [Node] {
+        var nodes: [Node] = []
+        var node = self
+        while true {
+            let (a, b) = node.splitTwo(pageSize: pageSize)
+            nodes.append(a)
+            guard let b else { break }
+            node = b
+        }
+        return nodes
+    }
+
+    private func splitTwo(pageSize: Int) -> (Node, Node?) {
+        if inodes.count <= 4 || sizeLessThan(pageSize) { return (self, nil) }
+        let fill = min(max(bucket.fillPercent, 0.1), 1.0)
+        let threshold = Int(Double(pageSize) * fill)
+        let index = splitIndex(threshold: threshold)
+        if parent == nil {
+            let newParent = Node(bucket: bucket, isLeaf: false, parent: nil)
+            newParent.children = [self]
+            parent = newParent
+        }
+        let next = Node(bucket: bucket, isLeaf: isLeaf, parent: parent)
+        parent!.children.append(next)
+        next.inodes = Array(inodes[index...])
+        inodes.removeSubrange(index...)
+        bucket.tx.stats.split += 1
+        return (self, next)
+    }
+
+    private func splitIndex(threshold: Int) -> Int {
+        var sz = PageLayout.headerSize
+        var index = 0
+        for i in 0..<(inodes.count - 2) {
+            index = i
+            let elementSize = PageLayout.leafElementSize + inodes[i].key.count + inodes[i].value.count
+            if i >= 2 && sz + elementSize > threshold { break }
+            sz += elementSize
+        }
+        return index
+    }
+
+    // MARK: Spill
+
+    /// Writes this node and its children to newly allocated dirty pages, splitting as needed,
+    /// and frees the pages they came from.
+    func spill() throws(BoltError) {
+        if spilled { return }
+        let tx = bucket.tx
+        children.sort { $0.inodes[0].key < $1.inodes[0].key }
+        var i = 0
+        while i < children.count {
+            try children[i].spill()
+            i += 1
+        }
+        children = []
+        let pageSize = tx.db.pageSize
+        for node in split(pageSize: pageSize) {
+            if node.pgid > 0 {
+                try tx.freePage(node.pgid)
+                node.pgid = 0
+            }
+            let size = node.size()
+            let (id, buffer, overflow) = try tx.allocate(pages: (size + pageSize - 1) / pageSize)
+            node.pgid = id
+            node.write(into: buffer, pageID: id, overflow: overflow)
+            node.spilled = true
+            if let parent = node.parent {
+                let oldKey = node.key.count > 0 ? node.key : node.inodes[0].key
+                parent.put(oldKey: oldKey, newKey: node.inodes[0].key, value: .empty, pgid: id, flags: 0)
+                node.key = node.inodes[0].key
+            }
+            tx.stats.spill += 1
+        }
+        // A split of the root created a new parent: spill it too.
+        if let parent, parent.pgid == 0 {
+            children = []
+            try parent.spill()
+        }
+    }
+
+    // MARK: Rebalance
+
+    /// Merges an underfull node into a sibling (bbolt 1.3.x rule: below a quarter page, or
+    /// fewer than the minimum keys).
+    func rebalance() throws(BoltError) {
+        guard unbalanced else { return }
+        unbalanced = false
+        bucket.tx.stats.rebalance += 1
+        let threshold = bucket.tx.db.pageSize / 4
+        if size() > threshold && inodes.count > minKeys { return }
+
+        guard let parent else {
+            // Root branch with a single child: collapse it.
+            if !isLeaf && inodes.count == 1 {
+                let child = try bucket.node(inodes[0].pgid, parent: self)
+                isLeaf = child.isLeaf
+                inodes = child.inodes
+                children = child.children
+                for item in inodes {
+                    if let grandchild = bucket.nodes[item.pgid] { grandchild.parent = self }
+                }
+                child.parent = nil
+                bucket.nodes[child.pgid] = nil
+                try child.free()
+            }
+            return
+        }
+
+        if inodes.isEmpty {
+            parent.del(key)
+            parent.removeChild(self)
+            bucket.nodes[pgid] = nil
+            try free()
+            try parent.rebalance()
+            return
+        }
+
+        precondition(parent.inodes.count > 1, "parent must have at least 2 children")
+        if parent.childIndex(self) == 0 {
+            guard let target = try nextSibling() else { return }
+            for item in target.inodes {
+                if let child = bucket.nodes[item.pgid] {
+                    child.parent?.removeChild(child)
+                    child.parent = self
+                    children.append(child)
+                }
+            }
+            inodes += target.inodes
+            parent.del(target.key)
+            parent.removeChild(target)
+            bucket.nodes[target.pgid] = nil
+            try target.free()
+        } else {
+            guard let target = try prevSibling() else { return }
+            for item in inodes {
+                if let child = bucket.nodes[item.pgid] {
+                    child.parent?.removeChild(child)
+                    child.parent = target
+                    target.children.append(child)
+                }
+            }
+            target.inodes += inodes
+            parent.del(key)
+            parent.removeChild(self)
+            bucket.nodes[pgid] = nil
+            try free()
+        }
+        try parent.rebalance()
+    }
+
+    func removeChild(_ target: Node) {
+        if let i = children.firstIndex(where: { $0 === target }) { children.remove(at: i) }
+    }
+
+    /// Returns this node's page to the freelist.
+    func free() throws(BoltError) {
+        if pgid != 0 {
+            try bucket.tx.freePage(pgid)
+            pgid = 0
+        }
+    }
+}

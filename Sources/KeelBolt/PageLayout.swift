@@ -1,0 +1,187 @@
+/// bbolt file format version 2: byte layout of pages (see shared/reference/bbolt-format.md §1).
+///
+/// All integers are little-endian (native on every platform Keel runs on) and unaligned loads are
+/// used throughout, because inline bucket pages sit at arbitrary offsets inside leaf values.
+/// This file and `PageView` hold all of KeelBolt's pointer arithmetic.
+public enum PageLayout {
+    public static let headerSize = 16
+    public static let branchElementSize = 16
+    public static let leafElementSize = 16
+    public static let bucketHeaderSize = 16
+    public static let metaBodySize = 64
+    public static let magic: UInt32 = 0xED0C_DAED
+    public static let version: UInt32 = 2
+    /// meta.freelist when no freelist page is stored (NoFreelistSync).
+    public static let noFreelist: UInt64 = .max
+    /// The largest key bbolt accepts.
+    public static let maxKeySize = 32768
+    /// The largest value bbolt accepts.
+    public static let maxValueSize = (1 << 31) - 2
+    /// A page holds fewer than this many elements.
+    public static let maxElementCount = 0xFFFF
+    /// The smallest page size Keel will open or create.
+    public static let minPageSize = 512
+    /// The largest page size Keel will open or create.
+    public static let maxPageSize = 1 << 20
+}
+
+/// The type bits of a page header.
+public struct PageFlags: OptionSet, Sendable, Hashable {
+    public let rawValue: UInt16
+    public init(rawValue: UInt16) { self.rawValue = rawValue }
+    public static let branch = PageFlags(rawValue: 0x01)
+    public static let leaf = PageFlags(rawValue: 0x02)
+    public static let meta = PageFlags(rawValue: 0x04)
+    public static let freelist = PageFlags(rawValue: 0x10)
+
+    /// "branch", "leaf", "meta", "freelist", or "unknown<0x..>" as the bbolt tool prints it.
+    public var typeName: String {
+        switch self {
+        case .branch: return "branch"
+        case .leaf: return "leaf"
+        case .meta: return "meta"
+        case .freelist: return "freelist"
+        default: return "unknown<\(String(rawValue, radix: 16).leftPadded(to: 2))>"
+        }
+    }
+}
+
+/// Leaf element flag: the value is a bucket header.
+let bucketLeafFlag: UInt32 = 0x01
+
+/// A read-only view of one page (and its overflow pages) in memory, with bounds-checked access to
+/// its elements. Every accessor that follows an offset stored in the page checks it against the
+/// bytes the page spans and throws `BoltError.corruptPage` instead of reading past them.
+public struct PageView {
+    /// The first byte of the page header.
+    let base: UnsafeRawPointer
+    /// How many bytes starting at `base` may be read.
+    let capacity: Int
+
+    init(base: UnsafeRawPointer, capacity: Int) {
+        self.base = base
+        self.capacity = capacity
+    }
+
+    @inline(__always) func u16(_ offset: Int) -> UInt16 { base.loadUnaligned(fromByteOffset: offset, as: UInt16.self) }
+    @inline(__always) func u32(_ offset: Int) -> UInt32 { base.loadUnaligned(fromByteOffset: offset, as: UInt32.self) }
+    @inline(__always) func u64(_ offset: Int) -> UInt64 { base.loadUnaligned(fromByteOffset: offset, as: UInt64.self) }
+
+    /// The id the page says it has.
+    public var id: UInt64 { u64(0) }
+    public var flags: PageFlags { PageFlags(rawValue: u16(8)) }
+    public var count: Int { Int(u16(10)) }
+    public var overflow: UInt32 { u32(12) }
+    public var isLeaf: Bool { (u16(8) & PageFlags.leaf.rawValue) != 0 }
+    public var isBranch: Bool { (u16(8) & PageFlags.branch.rawValue) != 0 }
+
+    /// The page id used in error messages: the id it was read at.
+    func corrupt(_ at: UInt64, _ reason: String) -> BoltError { .corruptPage(id: at, reason: reason) }
+
+    /// Checks that the element array fits inside the page. `pageID` is where the page was read.
+    func validateElements(pageID: UInt64) throws(BoltError) {
+        let n = count
+        if n == 0 { return }
+        let elementSize = isLeaf ? PageLayout.leafElementSize : PageLayout.branchElementSize
+        if PageLayout.headerSize + n * elementSize > capacity {
+            throw corrupt(pageID, "\(n) elements do not fit in \(capacity) bytes")
+        }
+    }
+
+    // MARK: Leaf elements
+
+    /// The flags of leaf element `i` (bucketLeafFlag for a nested bucket).
+    @inline(__always)
+    func leafFlags(_ i: Int) -> UInt32 { u32(PageLayout.headerSize + i * PageLayout.leafElementSize) }
+
+    /// The key of leaf element `i`, bounds-checked.
+    @inline(__always)
+    func leafKey(_ i: Int, pageID: UInt64) throws(BoltError) -> ByteView {
+        let e = PageLayout.headerSize + i * PageLayout.leafElementSize
+        let pos = Int(u32(e + 4))
+        let ksize = Int(u32(e + 8))
+        let start = e + pos
+        guard start <= capacity, ksize <= capacity - start else {
+            throw corrupt(pageID, "leaf element \(i) key (pos \(pos), size \(ksize)) runs past the page end")
+        }
+        return ByteView(base: base + start, count: ksize)
+    }
+
+    /// The value of leaf element `i`, bounds-checked.
+    @inline(__always)
+    func leafValue(_ i: Int, pageID: UInt64) throws(BoltError) -> ByteView {
+        let e = PageLayout.headerSize + i * PageLayout.leafElementSize
+        let pos = Int(u32(e + 4))
+        let ksize = Int(u32(e + 8))
+        let vsize = Int(u32(e + 12))
+        let start = e + pos
+        guard start <= capacity, ksize <= capacity - start, vsize <= capacity - start - ksize else {
+            throw corrupt(pageID, "leaf element \(i) value (pos \(pos), key \(ksize), value \(vsize)) runs past the page end")
+        }
+        return ByteView(base: base + start + ksize, count: vsize)
+    }
+
+    // MARK: Branch elements
+
+    /// The key of branch element `i`, bounds-checked.
+    @inline(__always)
+    func branchKey(_ i: Int, pageID: UInt64) throws(BoltError) -> ByteView {
+        let e = PageLayout.headerSize + i * PageLayout.branchElementSize
+        let pos = Int(u32(e))
+        let ksize = Int(u32(e + 4))
+        let start = e + pos
+        guard start <= capacity, ksize <= capacity - start else {
+            throw corrupt(pageID, "branch element \(i) key (pos \(pos), size \(ksize)) runs past the page end")
+        }
+        return ByteView(base: base + start, count: ksize)
+    }
+
+    /// The child page id of branch element `i`.
+    @inline(__always)
+    func branchChild(_ i: Int) -> UInt64 { u64(PageLayout.headerSize + i * PageLayout.branchElementSize + 8) }
+
+    // MARK: Freelist
+
+    /// The page ids a freelist page lists (free and pending), bounds-checked.
+    func freelistIDs(pageID: UInt64) throws(BoltError) -> [UInt64] {
+        var n = count
+        var start = PageLayout.headerSize
+        if n == PageLayout.maxElementCount {
+            guard capacity >= PageLayout.headerSize + 8 else { throw corrupt(pageID, "freelist count word missing") }
+            let big = u64(PageLayout.headerSize)
+            guard big <= UInt64(capacity / 8) else {
+                throw corrupt(pageID, "freelist claims \(big) ids but spans only \(capacity) bytes")
+            }
+            n = Int(big)
+            start += 8
+        }
+        guard start + n * 8 <= capacity else {
+            throw corrupt(pageID, "freelist of \(n) ids does not fit in \(capacity) bytes")
+        }
+        var ids = [UInt64](repeating: 0, count: n)
+        ids.withUnsafeMutableBytes { raw in
+            if n > 0 { raw.baseAddress!.copyMemory(from: base + start, byteCount: n * 8) }
+        }
+        return ids
+    }
+}
+
+/// Writes into a page buffer the caller owns.
+struct PageWriter {
+    let base: UnsafeMutableRawPointer
+
+    @inline(__always) func setU16(_ offset: Int, _ v: UInt16) { base.storeBytes(of: v, toByteOffset: offset, as: UInt16.self) }
+    @inline(__always) func setU32(_ offset: Int, _ v: UInt32) { base.storeBytes(of: v, toByteOffset: offset, as: UInt32.self) }
+    @inline(__always) func setU64(_ offset: Int, _ v: UInt64) { base.storeBytes(of: v, toByteOffset: offset, as: UInt64.self) }
+
+    func setHeader(id: UInt64, flags: PageFlags, count: Int, overflow: UInt32) {
+        setU64(0, id)
+        setU16(8, flags.rawValue)
+        setU16(10, UInt16(truncatingIfNeeded: count))
+        setU32(12, overflow)
+    }
+
+    func copy(_ bytes: ByteView, to offset: Int) {
+        if bytes.count > 0 { (base + offset).copyMemory(from: bytes.base!, byteCount: bytes.count) }
+    }
+}
