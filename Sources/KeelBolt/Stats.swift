@@ -1,0 +1,107 @@
+/// Page and key counts of a bucket tree, summed over its nested buckets (bbolt's BucketStats).
+public struct BucketStats: Sendable, Equatable {
+    /// Logical branch pages, and the overflow pages they use.
+    public var branchPageN = 0
+    public var branchOverflowN = 0
+    /// Logical leaf pages, and the overflow pages they use.
+    public var leafPageN = 0
+    public var leafOverflowN = 0
+    /// Keys (values and nested buckets).
+    public var keyN = 0
+    /// Levels in the deepest tree.
+    public var depth = 0
+    /// Bytes allocated to and used by branch pages.
+    public var branchAlloc = 0
+    public var branchInuse = 0
+    /// Bytes allocated to and used by leaf pages.
+    public var leafAlloc = 0
+    public var leafInuse = 0
+    /// Buckets including this one, and how many of them are inline.
+    public var bucketN = 0
+    public var inlineBucketN = 0
+    /// Bytes used by inline buckets.
+    public var inlineBucketInuse = 0
+
+    mutating func add(_ other: BucketStats) {
+        branchPageN += other.branchPageN
+        branchOverflowN += other.branchOverflowN
+        leafPageN += other.leafPageN
+        leafOverflowN += other.leafOverflowN
+        keyN += other.keyN
+        depth = max(depth, other.depth)
+        branchAlloc += other.branchAlloc
+        branchInuse += other.branchInuse
+        leafAlloc += other.leafAlloc
+        leafInuse += other.leafInuse
+        bucketN += other.bucketN
+        inlineBucketN += other.inlineBucketN
+        inlineBucketInuse += other.inlineBucketInuse
+    }
+}
+
+extension Bucket {
+    /// Statistics of this bucket and everything nested in it, as committed (materialised but
+    /// uncommitted nodes are counted from their pages).
+    public func stats() throws(BoltError) -> BucketStats {
+        var s = BucketStats()
+        s.bucketN = 1
+        let pageSize = tx.db.pageSize
+        var subBuckets: [[UInt8]] = []
+        if root == 0 {
+            s.inlineBucketN = 1
+            if let page = inlinePage {
+                s.keyN = page.count
+                var used = PageLayout.headerSize
+                for i in 0..<page.count {
+                    used += PageLayout.leafElementSize + (try page.leafKey(i, pageID: 0)).count + (try page.leafValue(i, pageID: 0)).count
+                }
+                s.inlineBucketInuse = used
+            }
+            s.depth = 1
+        } else {
+            try visit(root, depth: 1, pageSize: pageSize, into: &s, subBuckets: &subBuckets)
+        }
+        if root == 0, let page = inlinePage {
+            for i in 0..<page.count where page.leafFlags(i) & bucketLeafFlag != 0 {
+                subBuckets.append(try page.leafKey(i, pageID: 0).bytes)
+            }
+        }
+        for name in subBuckets {
+            if let child = try bucket(name) { s.add(try child.stats()) }
+        }
+        return s
+    }
+
+    private func visit(_ pgid: UInt64, depth: Int, pageSize: Int, into s: inout BucketStats, subBuckets: inout [[UInt8]]) throws(BoltError) {
+        if depth > 64 { throw BoltError.corruptPage(id: pgid, reason: "tree deeper than 64 levels") }
+        let page = try tx.page(pgid)
+        s.depth = max(s.depth, depth)
+        let overflow = Int(page.overflow)
+        if page.isLeaf {
+            s.leafPageN += 1
+            s.leafOverflowN += overflow
+            s.leafAlloc += (overflow + 1) * pageSize
+            s.keyN += page.count
+            var used = PageLayout.headerSize
+            for i in 0..<page.count {
+                let key = try page.leafKey(i, pageID: pgid)
+                let value = try page.leafValue(i, pageID: pgid)
+                used += PageLayout.leafElementSize + key.count + value.count
+                if page.leafFlags(i) & bucketLeafFlag != 0 { subBuckets.append(key.bytes) }
+            }
+            s.leafInuse += used
+        } else {
+            s.branchPageN += 1
+            s.branchOverflowN += overflow
+            s.branchAlloc += (overflow + 1) * pageSize
+            var used = PageLayout.headerSize
+            for i in 0..<page.count {
+                used += PageLayout.branchElementSize + (try page.branchKey(i, pageID: pgid)).count
+            }
+            s.branchInuse += used
+            for i in 0..<page.count {
+                try visit(page.branchChild(i), depth: depth + 1, pageSize: pageSize, into: &s, subBuckets: &subBuckets)
+            }
+        }
+    }
+}
