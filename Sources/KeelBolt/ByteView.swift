@@ -24,8 +24,21 @@ public struct ByteView: RandomAccessCollection, Hashable, Comparable, @unchecked
     /// An empty view.
     public static let empty = ByteView(base: nil, count: 0)
 
+    public typealias Indices = Range<Int>
     public var startIndex: Int { 0 }
     public var endIndex: Int { count }
+    public var indices: Range<Int> { 0..<count }
+    @inlinable public func index(after i: Int) -> Int { i + 1 }
+    @inlinable public func index(before i: Int) -> Int { i - 1 }
+
+    public func withContiguousStorageIfAvailable<R>(_ body: (UnsafeBufferPointer<UInt8>) throws -> R) rethrows -> R? {
+        try body(UnsafeBufferPointer(start: base?.assumingMemoryBound(to: UInt8.self), count: count))
+    }
+
+    /// Whether the bytes equal `other`'s (memcmp).
+    public func equals(_ other: [UInt8]) -> Bool {
+        other.withUnsafeBytes { raw in self == ByteView(base: raw.baseAddress, count: raw.count) }
+    }
 
     @inlinable
     public subscript(position: Int) -> UInt8 {
