@@ -69,6 +69,12 @@ public final class DB: @unchecked Sendable {
                 try file.lock(options.readOnly ? .shared : .exclusive, timeoutSeconds: options.lockTimeout)
             }
             var size = try wrap { () throws(IOError) in try file.size() }
+            if size > 0 && !options.readOnly && isInterruptedInitialization(file: file, size: size, pageSize: options.pageSize) {
+                // A crash during the very first write left a partial 4-page image: nothing was
+                // ever committed, so start over (bbolt would refuse such a file, see bbolt #567).
+                try wrap { () throws(IOError) in try file.truncate(to: 0) }
+                size = 0
+            }
             if size == 0 && !options.readOnly {
                 try initialize(file: file, pageSize: options.pageSize)
                 if !existed { try? fs.syncDirectory(parentDirectory(path)) }
@@ -104,11 +110,30 @@ public final class DB: @unchecked Sendable {
         return db
     }
 
+    /// Whether the file holds only a prefix of the initial image (each byte equal or zero), as a
+    /// crash during `initialize` leaves it.
+    private static func isInterruptedInitialization(file: any FileHandle, size: Int64, pageSize: Int) -> Bool {
+        guard size < Int64(pageSize * 4), pageSize >= PageLayout.minPageSize, pageSize <= PageLayout.maxPageSize,
+              pageSize & (pageSize - 1) == 0, let bytes = try? file.read(count: Int(size), at: 0) else { return false }
+        let image = initialImage(pageSize: pageSize)
+        for (i, byte) in bytes.enumerated() where byte != 0 && byte != image[i] { return false }
+        return true
+    }
+
     /// Writes the 4-page initial file: two metas, an empty freelist, an empty root leaf.
     private static func initialize(file: any FileHandle, pageSize: Int) throws(BoltError) {
         guard pageSize >= PageLayout.minPageSize, pageSize <= PageLayout.maxPageSize, pageSize & (pageSize - 1) == 0 else {
             throw BoltError.unsupportedPageSize(path: file.path, pageSize: UInt32(truncatingIfNeeded: pageSize))
         }
+        let bytes = initialImage(pageSize: pageSize)
+        try wrap { () throws(IOError) in
+            try file.write(bytes, at: 0)
+            try file.sync()
+        }
+    }
+
+    /// The bytes of a new, empty database: two metas, an empty freelist, an empty root leaf.
+    static func initialImage(pageSize: Int) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: pageSize * 4)
         bytes.withUnsafeMutableBytes { raw in
             let base = raw.baseAddress!
@@ -119,10 +144,7 @@ public final class DB: @unchecked Sendable {
             PageWriter(base: base + 2 * pageSize).setHeader(id: 2, flags: .freelist, count: 0, overflow: 0)
             PageWriter(base: base + 3 * pageSize).setHeader(id: 3, flags: .leaf, count: 0, overflow: 0)
         }
-        try wrap { () throws(IOError) in
-            try file.write(bytes, at: 0)
-            try file.sync()
-        }
+        return bytes
     }
 
     /// Reads meta 0 for the page size; if it is damaged, looks for meta 1 at 1 KiB … 16 MiB.
@@ -390,10 +412,8 @@ public final class DB: @unchecked Sendable {
         if needed > fileSize {
             var target = Int64(mmapSize(Int(needed)))
             if target >= Int64(options.allocSize) { target = needed + Int64(options.allocSize) }
-            try wrap { () throws(IOError) in
-                try file.truncate(to: target)
-                if !options.noGrowSync && !options.noSync { try file.sync() }
-            }
+            try wrap { () throws(IOError) in try file.truncate(to: target) }
+            if !options.noGrowSync { try syncFile() }
             shared.withLock { $0.fileSize = target }
         }
         let dataSize = Int(tx.meta.pgid) * pageSize
