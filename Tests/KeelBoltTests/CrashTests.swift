@@ -54,7 +54,7 @@ final class CrashTests: XCTestCase {
 
     func crashAtEveryStep(pageSize: Int, noFreelistSync: Bool) throws {
         let seed = testSeed("crash pageSize=\(pageSize) noFreelistSync=\(noFreelistSync)")
-        let workload = Workload(seed: seed, commits: 30, pageSize: pageSize)
+        let workload = Workload(seed: seed, commits: 20, pageSize: pageSize)
         // Count the mutating operations of a clean run.
         let probe = SimulatedFileSystem(seed: seed)
         try probe.makeDirectory("/data", intermediate: true)
