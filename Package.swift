@@ -22,9 +22,11 @@ let package = Package(
         .target(name: "KeelIO", dependencies: ["CKeelShims"]),
         // The bbolt-format copy-on-write B+tree file.
         .target(name: "KeelBolt", dependencies: ["KeelIO"]),
+        // The `keelutl bench` workloads.
+        .target(name: "KeelBench", dependencies: ["KeelBolt", "KeelIO"]),
         // Offline tools. Never links gRPC or NIO, so its release build stays quick.
         .executableTarget(name: "keelutl", dependencies: [
-            "KeelBolt", "KeelIO",
+            "KeelBolt", "KeelIO", "KeelBench",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "KeelIOTests", dependencies: ["KeelIO"]),

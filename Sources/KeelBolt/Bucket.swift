@@ -11,11 +11,23 @@ public final class Bucket {
     /// The inline page, for an inline bucket.
     var inlinePage: PageView?
     /// The materialised root node, once written to.
-    var rootNode: Node?
+    @exclusivity(unchecked) var rootNode: Node?
     /// Nodes materialised in this transaction, by page id.
-    var nodes: [UInt64: Node] = [:]
+    @exclusivity(unchecked) var nodes: [UInt64: Node] = [:]
     /// Child buckets opened in this (write) transaction.
     var buckets: [ByteView: Bucket] = [:]
+    /// A cursor reused by put, so a put allocates nothing but the key and value copies.
+    /// Dropped when the transaction ends (it holds the bucket and the transaction strongly).
+    private var scratch: Cursor?
+    var scratchCursor: Cursor {
+        if let scratch { return scratch }
+        let c = Cursor(bucket: self)
+        scratch = c
+        tx.trackScratch(self)
+        return c
+    }
+
+    func dropScratchCursor() { scratch = nil }
     /// How full split pages are left (0.1...1.0). Not stored in the file; set per transaction.
     /// Use 1.0 for append-only (sequential) loads.
     public var fillPercent: Double = 0.5
@@ -136,13 +148,54 @@ public final class Bucket {
         return try withView(Array(key)) { view throws(BoltError) in try get(view) }
     }
 
+    /// The value of `key` (bytes only needed during the call), or nil.
+    public func get(_ key: UnsafeRawBufferPointer) throws(BoltError) -> ByteView? {
+        try get(ByteView(base: key.baseAddress, count: key.count))
+    }
+
     /// The value of `key` (a view only needed during the call), or nil.
     public func get(_ key: ByteView) throws(BoltError) -> ByteView? {
         try tx.checkOpen()
-        let c = Cursor(bucket: self)
-        try c.seekRaw(key)
-        guard let entry = try c.currentRaw(), entry.key == key, entry.flags & bucketLeafFlag == 0 else { return nil }
+        guard let entry = try lookup(key), entry.flags & bucketLeafFlag == 0 else { return nil }
         return entry.value
+    }
+
+    /// The entry whose key equals `key`, found without a cursor (no allocation).
+    func lookup(_ key: ByteView) throws(BoltError) -> (value: ByteView, flags: UInt32)? {
+        var pgid = root
+        for _ in 0..<64 {
+            let (page, node) = try pageNode(pgid)
+            if let node {
+                let (index, exact) = node.search(key)
+                if node.isLeaf {
+                    guard exact else { return nil }
+                    return (node.inodes[index].value, node.inodes[index].flags)
+                }
+                guard !node.inodes.isEmpty else { return nil }
+                pgid = node.inodes[exact || index == 0 ? index : index - 1].pgid
+                continue
+            }
+            let p = page!
+            let n = p.count
+            var lo = 0
+            var hi = n
+            if p.isLeaf {
+                while lo < hi {
+                    let mid = (lo + hi) >> 1
+                    if try p.leafKey(mid, pageID: pgid).compare(key) < 0 { lo = mid + 1 } else { hi = mid }
+                }
+                guard lo < n, try p.leafKey(lo, pageID: pgid) == key else { return nil }
+                return (try p.leafValue(lo, pageID: pgid), p.leafFlags(lo))
+            }
+            guard n > 0 else { throw BoltError.corruptPage(id: pgid, reason: "branch page with no elements") }
+            while lo < hi {
+                let mid = (lo + hi) >> 1
+                if try p.branchKey(mid, pageID: pgid).compare(key) < 0 { lo = mid + 1 } else { hi = mid }
+            }
+            let exact = lo < n ? try p.branchKey(lo, pageID: pgid) == key : false
+            pgid = p.branchChild(exact || lo == 0 ? lo : lo - 1)
+        }
+        throw BoltError.corruptPage(id: pgid, reason: "tree deeper than 64 levels (a page cycle?)")
     }
 
     /// Sets `key` to `value`. An empty value is allowed and reads back empty.
@@ -163,7 +216,7 @@ public final class Bucket {
         if key.count == 0 { throw BoltError.keyRequired }
         if key.count > PageLayout.maxKeySize { throw BoltError.keyTooLarge(size: key.count) }
         if value.count > PageLayout.maxValueSize { throw BoltError.valueTooLarge(size: value.count) }
-        let c = Cursor(bucket: self)
+        let c = scratchCursor
         try c.seekRaw(ByteView(base: key.baseAddress, count: key.count))
         let entry = try c.currentRaw()
         let exists = entry.map { $0.key.count == key.count && compareBytes($0.key, key) == 0 } ?? false

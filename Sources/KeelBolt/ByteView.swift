@@ -21,6 +21,11 @@ public struct ByteView: RandomAccessCollection, Hashable, Comparable, @unchecked
         self.count = count
     }
 
+    /// A view of memory the caller keeps alive and unchanged while the view is used.
+    public init(unsafeBytes: UnsafeRawBufferPointer) {
+        self.init(base: unsafeBytes.baseAddress, count: unsafeBytes.count)
+    }
+
     /// An empty view.
     public static let empty = ByteView(base: nil, count: 0)
 
@@ -58,12 +63,31 @@ public struct ByteView: RandomAccessCollection, Hashable, Comparable, @unchecked
     }
 
     /// Unsigned byte-wise comparison, as `bytes.Compare` in Go: -1, 0 or 1.
+    /// Short keys are compared 8 bytes at a time inline; long ones with memcmp.
     @inlinable
     public func compare(_ other: ByteView) -> Int {
         let n = Swift.min(count, other.count)
         if n > 0 {
-            let r = memcmp(base!, other.base!, n)
-            if r != 0 { return r < 0 ? -1 : 1 }
+            let a = base!
+            let b = other.base!
+            if n > 64 {
+                let r = memcmp(a, b, n)
+                if r != 0 { return r < 0 ? -1 : 1 }
+            } else {
+                var i = 0
+                while i + 8 <= n {
+                    let x = a.loadUnaligned(fromByteOffset: i, as: UInt64.self).bigEndian
+                    let y = b.loadUnaligned(fromByteOffset: i, as: UInt64.self).bigEndian
+                    if x != y { return x < y ? -1 : 1 }
+                    i += 8
+                }
+                while i < n {
+                    let x = a.load(fromByteOffset: i, as: UInt8.self)
+                    let y = b.load(fromByteOffset: i, as: UInt8.self)
+                    if x != y { return x < y ? -1 : 1 }
+                    i += 1
+                }
+            }
         }
         return count == other.count ? 0 : (count < other.count ? -1 : 1)
     }

@@ -16,10 +16,13 @@ public final class Cursor {
 
     /// The bucket this cursor walks.
     public let bucket: Bucket
-    var stack: [ElementRef] = []
+    /// Held strongly so hot paths skip the unowned check; a cursor never outlives its use.
+    let tx: Tx
+    @exclusivity(unchecked) var stack: [ElementRef] = []
 
     init(bucket: Bucket) {
         self.bucket = bucket
+        tx = bucket.tx
         stack.reserveCapacity(8)
     }
 
@@ -28,7 +31,7 @@ public final class Cursor {
 
     /// Moves to the first key. Nil when the bucket is empty.
     public func first() throws(BoltError) -> Entry? {
-        try bucket.tx.checkOpen()
+        try tx.checkOpen()
         stack.removeAll(keepingCapacity: true)
         try push(bucket.root)
         try descendFirst()
@@ -38,7 +41,7 @@ public final class Cursor {
 
     /// Moves to the last key. Nil when the bucket is empty.
     public func last() throws(BoltError) -> Entry? {
-        try bucket.tx.checkOpen()
+        try tx.checkOpen()
         stack.removeAll(keepingCapacity: true)
         try push(bucket.root)
         stack[stack.count - 1].index = max(stack[stack.count - 1].count - 1, 0)
@@ -49,7 +52,16 @@ public final class Cursor {
 
     /// Moves to the next key. Nil at the end.
     public func next() throws(BoltError) -> Entry? {
-        try bucket.tx.checkOpen()
+        try tx.checkOpen()
+        // Fast path: the next element of the same leaf.
+        let top = stack.count - 1
+        if top >= 0 {
+            let index = stack[top].index + 1
+            if index < stack[top].count {
+                stack[top].index = index
+                return try current()
+            }
+        }
         while true {
             var i = stack.count - 1
             while i >= 0 {
@@ -69,7 +81,7 @@ public final class Cursor {
 
     /// Moves to the previous key. Nil at the start.
     public func prev() throws(BoltError) -> Entry? {
-        try bucket.tx.checkOpen()
+        try tx.checkOpen()
         while true {
             var i = stack.count - 1
             while i >= 0 {
@@ -94,7 +106,7 @@ public final class Cursor {
 
     /// Moves to `key`, or to the next key after it. The view only needs to live during the call.
     public func seek(_ key: ByteView) throws(BoltError) -> Entry? {
-        try bucket.tx.checkOpen()
+        try tx.checkOpen()
         try seekRaw(key)
         if let top = stack.last, top.index >= top.count { return try next() }
         return try current()
@@ -103,7 +115,6 @@ public final class Cursor {
     /// Deletes the key under the cursor. Deleting moves later keys left, so a loop of next() after
     /// delete skips one key; use seek again after deleting.
     public func delete() throws(BoltError) {
-        let tx = bucket.tx
         try tx.checkOpen()
         guard tx.writable else { throw BoltError.readOnly }
         guard let entry = try currentRaw() else { return }
@@ -184,32 +195,35 @@ public final class Cursor {
 
     private func descendFirst() throws(BoltError) {
         while true {
-            let ref = stack[stack.count - 1]
-            if ref.isLeaf { return }
-            if ref.count == 0 { return }
-            try push(childPgid(ref))
+            let top = stack.count - 1
+            if stack[top].isLeaf || stack[top].count == 0 { return }
+            try push(childPgid(stack[top]))
         }
     }
 
     private func descendLast() throws(BoltError) {
         while true {
-            let ref = stack[stack.count - 1]
-            if ref.isLeaf { return }
-            if ref.count == 0 { return }
-            try push(childPgid(ref))
+            let top = stack.count - 1
+            if stack[top].isLeaf || stack[top].count == 0 { return }
+            try push(childPgid(stack[top]))
             stack[stack.count - 1].index = max(stack[stack.count - 1].count - 1, 0)
         }
     }
 
     /// The entry at the top of the stack with its flags, or nil when past the end.
     func currentRaw() throws(BoltError) -> (key: ByteView, value: ByteView, flags: UInt32)? {
-        guard let ref = stack.last, ref.count > 0, ref.index < ref.count else { return nil }
-        if let node = ref.node {
-            let item = node.inodes[ref.index]
+        let top = stack.count - 1
+        guard top >= 0 else { return nil }
+        let index = stack[top].index
+        if let node = stack[top].node {
+            guard index < node.inodes.count else { return nil }
+            let item = node.inodes[index]
             return (item.key, item.value, item.flags)
         }
-        let page = ref.page!
-        return (try page.leafKey(ref.index, pageID: ref.pageID), try page.leafValue(ref.index, pageID: ref.pageID), page.leafFlags(ref.index))
+        let page = stack[top].page!
+        guard index < page.count else { return nil }
+        let pageID = stack[top].pageID
+        return (try page.leafKey(index, pageID: pageID), try page.leafValue(index, pageID: pageID), page.leafFlags(index))
     }
 
     private func current() throws(BoltError) -> Entry? {

@@ -20,8 +20,8 @@ final class Node {
     /// The page this node was read from (0 for a new node).
     var pgid: UInt64 = 0
     var parent: Node?
-    var children: [Node] = []
-    var inodes: [INode] = []
+    @exclusivity(unchecked) var children: [Node] = []
+    @exclusivity(unchecked) var inodes: [INode] = []
 
     init(bucket: Bucket, isLeaf: Bool, parent: Node?) {
         self.bucket = bucket
@@ -151,47 +151,60 @@ final class Node {
 
     // MARK: Split
 
-    /// Splits into nodes that each fit the fill threshold (bbolt's rule).
+    /// Splits into nodes that each fit the fill threshold (bbolt's rule: cut before element i
+    /// once i >= 2 and the page would pass pageSize × fillPercent, keeping at least 3 elements for
+    /// the rest; a node of 4 or fewer elements, or smaller than a page, is not split).
+    /// Split points are found first and each piece copied once, so a huge node splits in linear time.
     func split(pageSize: Int) -> [Node] {
-        var nodes: [Node] = []
-        var node = self
-        while true {
-            let (a, b) = node.splitTwo(pageSize: pageSize)
-            nodes.append(a)
-            guard let b else { break }
-            node = b
-        }
-        return nodes
-    }
-
-    private func splitTwo(pageSize: Int) -> (Node, Node?) {
-        if inodes.count <= 4 || sizeLessThan(pageSize) { return (self, nil) }
         let fill = min(max(bucket.fillPercent, 0.1), 1.0)
         let threshold = Int(Double(pageSize) * fill)
-        let index = splitIndex(threshold: threshold)
+        // Cut points, applying bbolt's splitTwo rule repeatedly to the remainder.
+        var cuts: [Int] = []
+        var start = 0
+        while true {
+            let remaining = inodes.count - start
+            if remaining <= 4 || sizeLessThan(pageSize, from: start) { break }
+            var size = PageLayout.headerSize
+            var index = 0
+            for i in 0..<(remaining - 2) {
+                index = i
+                let item = inodes[start + i]
+                let elementSize = PageLayout.leafElementSize + item.key.count + item.value.count
+                if i >= 2 && size + elementSize > threshold { break }
+                size += elementSize
+            }
+            start += index
+            cuts.append(start)
+        }
+        guard !cuts.isEmpty else { return [self] }
         if parent == nil {
             let newParent = Node(bucket: bucket, isLeaf: false, parent: nil)
             newParent.children = [self]
             parent = newParent
         }
-        let next = Node(bucket: bucket, isLeaf: isLeaf, parent: parent)
-        parent!.children.append(next)
-        next.inodes = Array(inodes[index...])
-        inodes.removeSubrange(index...)
-        bucket.tx.stats.split += 1
-        return (self, next)
+        var nodes: [Node] = [self]
+        let all = inodes
+        for (n, cut) in cuts.enumerated() {
+            let end = n + 1 < cuts.count ? cuts[n + 1] : all.count
+            let next = Node(bucket: bucket, isLeaf: isLeaf, parent: parent)
+            next.inodes = Array(all[cut..<end])
+            parent!.children.append(next)
+            nodes.append(next)
+            bucket.tx.stats.split += 1
+        }
+        inodes = Array(all[0..<cuts[0]])
+        return nodes
     }
 
-    private func splitIndex(threshold: Int) -> Int {
+    /// Whether the elements from `start` on serialise to less than `limit` bytes.
+    private func sizeLessThan(_ limit: Int, from start: Int) -> Bool {
         var sz = PageLayout.headerSize
-        var index = 0
-        for i in 0..<(inodes.count - 2) {
-            index = i
-            let elementSize = PageLayout.leafElementSize + inodes[i].key.count + inodes[i].value.count
-            if i >= 2 && sz + elementSize > threshold { break }
-            sz += elementSize
+        for i in start..<inodes.count {
+            let item = inodes[i]
+            sz += PageLayout.leafElementSize + item.key.count + item.value.count
+            if sz >= limit { return false }
         }
-        return index
+        return true
     }
 
     // MARK: Spill

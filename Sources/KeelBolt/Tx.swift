@@ -35,15 +35,15 @@ public final class Tx {
     /// Whether this transaction may write.
     public let writable: Bool
     /// The meta this transaction started from (for a writer: with txid + 1 and its own changes).
-    public internal(set) var meta: Meta
+    @exclusivity(unchecked) public internal(set) var meta: Meta
     let region: MappedRegion
     let arena = Arena()
     var root: Bucket!
-    var dirty: [UInt64: (pointer: UnsafeMutableRawPointer, pages: Int)] = [:]
+    @exclusivity(unchecked) var dirty: [UInt64: (pointer: UnsafeMutableRawPointer, pages: Int)] = [:]
     /// Runs taken from the freelist, returned to it on rollback.
     var allocatedFromFreelist: [(start: UInt64, count: Int)] = []
     private var trackedNodes: [Node] = []
-    private(set) var closed = false
+    @exclusivity(unchecked) private(set) var closed = false
     var managed = false
     private var commitHandlers: [() -> Void] = []
     /// What this transaction did.
@@ -69,6 +69,10 @@ public final class Tx {
     public var size: Int64 { Int64(meta.pgid) * Int64(db.pageSize) }
 
     func track(_ node: Node) { trackedNodes.append(node) }
+
+    /// Buckets holding a scratch cursor, released at close to break the cycle.
+    private var scratchBuckets: [Bucket] = []
+    func trackScratch(_ bucket: Bucket) { scratchBuckets.append(bucket) }
 
     func checkOpen() throws(BoltError) {
         if closed { throw BoltError.txClosed }
@@ -204,6 +208,8 @@ public final class Tx {
 
     func close(committed: Bool) {
         closed = true
+        for bucket in scratchBuckets { bucket.dropScratchCursor() }
+        scratchBuckets = []
         if writable {
             if !committed { db.rollbackWriter(self) }
             // Break parent/child cycles between nodes.

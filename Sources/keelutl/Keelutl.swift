@@ -1,0 +1,11 @@
+import ArgumentParser
+
+/// `keelutl`: Keel's offline tools. Never links gRPC or NIO.
+@main
+struct Keelutl: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keelutl",
+        abstract: "Offline tools for Keel and bbolt files: benchmarks and consistency checks.",
+        subcommands: [BenchCommand.self, CheckCommand.self]
+    )
+}
