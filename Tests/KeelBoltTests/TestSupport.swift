@@ -22,6 +22,8 @@ func simOptions(_ fs: SimulatedFileSystem, pageSize: Int = 4096, configure: (ino
     var o = Options()
     o.fileSystem = fs
     o.pageSize = pageSize
+    // Every commit in a simulated-disk test is checked before its meta page is written.
+    o.strictMode = true
     configure(&o)
     return o
 }
