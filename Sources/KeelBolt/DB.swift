@@ -1,6 +1,5 @@
 import Dispatch
 import KeelIO
-import Synchronization
 
 /// A bbolt-format database file: a copy-on-write B+tree with buckets, one writer and any number
 /// of concurrent readers.
@@ -25,7 +24,7 @@ public final class DB: @unchecked Sendable {
     /// The writer's free page bookkeeping. Only touched while holding the writer lock.
     let freelist: Freelist
     private let writerLock = DispatchSemaphore(value: 1)
-    private let shared: Mutex<Shared>
+    private let shared: Locked<Shared>
 
     struct Shared {
         var meta: Meta
@@ -45,7 +44,7 @@ public final class DB: @unchecked Sendable {
         self.pageSize = pageSize
         self.file = file
         freelist = Freelist(type: options.freelistType)
-        shared = Mutex(Shared(meta: meta, region: region, fileSize: fileSize))
+        shared = Locked(Shared(meta: meta, region: region, fileSize: fileSize))
     }
 
     deinit {

@@ -1,4 +1,3 @@
-import Synchronization
 
 /// A thread-safe histogram of durations with bounded memory: log2 buckets of nanoseconds, each cut
 /// into 16 linear sub-buckets (about 6% resolution), from 1 ns to about 5 hours.
@@ -14,7 +13,7 @@ public final class LatencyHistogram: Sendable {
         var sumNanoseconds: UInt64 = 0
         var maxNanoseconds: UInt64 = 0
     }
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     public init() {}
 

@@ -4,7 +4,6 @@ import Glibc
 import Darwin
 #endif
 import CKeelShims
-import Synchronization
 
 /// The real file system, through POSIX calls. EINTR is retried; every other errno is thrown as
 /// `IOError.system` naming the call and the path.
@@ -89,9 +88,9 @@ final class POSIXFileHandle: FileHandle, @unchecked Sendable {
     private let writable: Bool
     private let latency: LatencyHistogram
     /// Set after a failed sync: the reason; from then on writes and syncs are refused.
-    private let failure = Mutex<String?>(nil)
-    private let closed = Atomic<Bool>(false)
-    private let lockMode = Mutex<LockKind?>(nil)
+    private let failure = Locked<String?>(nil)
+    private let closed = Locked(false)
+    private let lockMode = Locked<LockKind?>(nil)
 
     init(fd: Int32, path: String, writable: Bool, latency: LatencyHistogram) {
         self.fd = fd
@@ -219,7 +218,7 @@ final class POSIXFileHandle: FileHandle, @unchecked Sendable {
     }
 
     func close() {
-        if closed.exchange(true, ordering: .acquiringAndReleasing) { return }
+        if closed.withLock({ c in defer { c = true }; return c }) { return }
         unlock()
         _ = Glibc.close(fd)
     }

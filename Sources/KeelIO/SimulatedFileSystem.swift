@@ -3,7 +3,6 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import Synchronization
 
 /// An in-memory file system for crash and fault tests, seeded and reproducible.
 ///
@@ -37,14 +36,14 @@ public final class SimulatedFileSystem: FileSystem, @unchecked Sendable {
 
     /// Bytes of address space reserved per file: a simulated file cannot grow past this.
     public let fileCapacity: Int
-    private let state: Mutex<State>
+    private let state: Locked<State>
 
     /// - Parameters:
     ///   - seed: drives every random choice at a crash.
     ///   - fileCapacity: the largest size a file may reach.
     public init(seed: UInt64, fileCapacity: Int = 256 << 20) {
         self.fileCapacity = fileCapacity
-        state = Mutex(State(rng: SplitMix64(seed: seed)))
+        state = Locked(State(rng: SplitMix64(seed: seed)))
         state.withLock { s in
             s.directories = ["/", "."]
             s.durableDirectories = ["/", "."]
@@ -396,8 +395,8 @@ final class SimHandle: FileHandle, @unchecked Sendable {
     private let file: SimFile
     private let writable: Bool
     private let generation: Int
-    private let failure = Mutex<String?>(nil)
-    private let isClosed = Atomic<Bool>(false)
+    private let failure = Locked<String?>(nil)
+    private let isClosed = Locked(false)
 
     init(fs: SimulatedFileSystem, file: SimFile, path: String, writable: Bool, generation: Int) {
         self.fs = fs
@@ -410,7 +409,7 @@ final class SimHandle: FileHandle, @unchecked Sendable {
     deinit { close() }
 
     private func check(_ s: SimulatedFileSystem.State, _ operation: String, writing: Bool) throws(IOError) {
-        if isClosed.load(ordering: .acquiring) || s.generation != generation {
+        if isClosed.withLock { $0 } || s.generation != generation {
             throw IOError.system(operation: operation, path: path, errno: EBADF)
         }
         try s.live(operation, path)
@@ -529,7 +528,7 @@ final class SimHandle: FileHandle, @unchecked Sendable {
     }
 
     func close() {
-        if isClosed.exchange(true, ordering: .acquiringAndReleasing) { return }
+        if isClosed.withLock({ c in defer { c = true }; return c }) { return }
         unlock()
     }
 }

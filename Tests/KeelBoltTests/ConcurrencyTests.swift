@@ -2,7 +2,6 @@ import Dispatch
 import Foundation
 import KeelBolt
 import KeelIO
-import Synchronization
 import XCTest
 
 /// Readers on other threads keep a stable snapshot while the writer commits, frees and reuses
@@ -24,14 +23,14 @@ final class ConcurrencyTests: XCTestCase {
             let bucket = try tx.createBucket(b("c"))
             for i in 0..<keys { try bucket.put(b(String(format: "key-%04d", i)), ConcurrencyTests.value(version: 0, index: i)) }
         }
-        let done = Atomic<Bool>(false)
-        let snapshotsChecked = Atomic<Int>(0)
-        let failures = Mutex<[String]>([])
+        let done = Locked(false)
+        let snapshotsChecked = Locked(0)
+        let failures = Locked<[String]>([])
         let group = DispatchGroup()
         for reader in 0..<3 {
             DispatchQueue.global().async(group: group) {
                 var rounds = 0
-                while !done.load(ordering: .acquiring) || rounds < 3 {
+                while !done.withLock { $0 } || rounds < 3 {
                     rounds += 1
                     do {
                         try db.view { tx throws(BoltError) in
@@ -54,7 +53,7 @@ final class ConcurrencyTests: XCTestCase {
                                 if pass == 0 { usleep(UInt32(200 + reader * 300)) }
                             }
                         }
-                        snapshotsChecked.add(1, ordering: .relaxed)
+                        snapshotsChecked.withLock { $0 += 1 }
                         usleep(3000)
                     } catch {
                         failures.withLock { $0.append("reader \(reader): \(error)") }
@@ -78,11 +77,11 @@ final class ConcurrencyTests: XCTestCase {
             } catch {
                 failures.withLock { $0.append("writer: \(error)") }
             }
-            done.store(true, ordering: .releasing)
+            done.withLock { $0 = true }
         }
         group.wait()
         XCTAssertEqual(failures.withLock { $0 }, [])
-        XCTAssertGreaterThan(snapshotsChecked.load(ordering: .relaxed), 3)
+        XCTAssertGreaterThan(snapshotsChecked.withLock { $0 }, 3)
         assertConsistent(db)
         XCTAssertEqual(db.stats().openTxN, 0)
         db.close()
