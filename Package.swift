@@ -10,6 +10,8 @@ let package = Package(
     products: [
         .library(name: "KeelIO", targets: ["KeelIO"]),
         .library(name: "KeelBolt", targets: ["KeelBolt"]),
+        .library(name: "KeelLMDB", targets: ["KeelLMDB"]),
+        .library(name: "KeelBackend", targets: ["KeelBackend"]),
         .executable(name: "keelutl", targets: ["keelutl"]),
     ],
     dependencies: [
@@ -22,8 +24,14 @@ let package = Package(
         .target(name: "KeelIO", dependencies: ["CKeelShims"]),
         // The bbolt-format copy-on-write B+tree file.
         .target(name: "KeelBolt", dependencies: ["KeelIO"]),
+        // LMDB (Debian liblmdb-dev) as a system library.
+        .systemLibrary(name: "CLMDB", path: "Sources/CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
+        // bbolt-like buckets over LMDB named databases.
+        .target(name: "KeelLMDB", dependencies: ["CLMDB", "KeelIO"]),
+        // The storage protocol the MVCC layer sees, its conformances and the cross-check.
+        .target(name: "KeelBackend", dependencies: ["KeelBolt", "KeelLMDB", "KeelIO"]),
         // The `keelutl bench` workloads.
-        .target(name: "KeelBench", dependencies: ["KeelBolt", "KeelIO"]),
+        .target(name: "KeelBench", dependencies: ["KeelBackend", "KeelBolt", "KeelIO"]),
         // Offline tools. Never links gRPC or NIO, so its release build stays quick.
         .executableTarget(name: "keelutl", dependencies: [
             "KeelBolt", "KeelIO", "KeelBench",
@@ -31,6 +39,7 @@ let package = Package(
         ]),
         .testTarget(name: "KeelIOTests", dependencies: ["KeelIO"]),
         .testTarget(name: "KeelBoltTests", dependencies: ["KeelBolt", "KeelIO"]),
+        .testTarget(name: "KeelBackendTests", dependencies: ["KeelBackend", "KeelBench", "KeelBolt", "KeelLMDB", "KeelIO"]),
     ],
     swiftLanguageModes: [.v6]
 )

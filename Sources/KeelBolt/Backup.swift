@@ -1,13 +1,13 @@
 import KeelIO
 
 extension Tx {
-    /// Writes a consistent copy of this transaction's snapshot to `file` (a hot backup: writers
-    /// keep going meanwhile). The copy is `pgid × pageSize` bytes: both metas rebuilt from this
-    /// snapshot (txid and txid−1), then every other page as it is. The file is synced.
-    /// - Returns: the bytes written.
+    /// Streams a consistent copy of this transaction's snapshot to `sink` (a hot backup: writers
+    /// keep going meanwhile), in order, in pieces of at most 1 MiB: both metas rebuilt from this
+    /// snapshot (txid and txid−1), then every other page as it is. The image is
+    /// `pgid × pageSize` bytes, a file bbolt and KeelBolt open as they are.
+    /// - Returns: the bytes streamed.
     @discardableResult
-    public func write(to file: any FileHandle) throws(BoltError) -> Int64 {
-        try checkOpen()
+    public func stream<E: Error>(to sink: (UnsafeRawBufferPointer) throws(E) -> Void) throws(E) -> Int64 {
         let pageSize = db.pageSize
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: pageSize * 2, alignment: 4096)
         defer { buffer.deallocate() }
@@ -16,21 +16,32 @@ extension Tx {
         meta0.write(into: buffer, pageID: 0)
         meta0.txid = meta.txid &- 1
         meta0.write(into: buffer + pageSize, pageID: 1)
-        try wrap { () throws(IOError) in try file.write(UnsafeRawBufferPointer(start: buffer, count: pageSize * 2), at: 0) }
-        // The rest, in chunks, straight from the map (pages of this snapshot are never overwritten
-        // while the transaction is open).
+        try sink(UnsafeRawBufferPointer(start: buffer, count: pageSize * 2))
+        // The rest straight from the map: pages of this snapshot are not overwritten while the
+        // transaction is open.
         let total = Int(meta.pgid) * pageSize
-        let chunk = 1 << 20
         var offset = pageSize * 2
         while offset < total {
-            let n = min(chunk, total - offset)
-            try wrap { () throws(IOError) in
-                try file.write(UnsafeRawBufferPointer(start: region.base + offset, count: n), at: Int64(offset))
-            }
+            let n = min(1 << 20, total - offset)
+            try sink(UnsafeRawBufferPointer(start: region.base + offset, count: n))
             offset += n
         }
-        try wrap { () throws(IOError) in try file.sync() }
         return Int64(total)
+    }
+
+    /// Writes a consistent copy of this transaction's snapshot to `file` (see `stream(to:)`) and
+    /// syncs it.
+    /// - Returns: the bytes written.
+    @discardableResult
+    public func write(to file: any FileHandle) throws(BoltError) -> Int64 {
+        try checkOpen()
+        var offset: Int64 = 0
+        let total = try stream { (piece: UnsafeRawBufferPointer) throws(BoltError) in
+            try wrap { () throws(IOError) in try file.write(piece, at: offset) }
+            offset += Int64(piece.count)
+        }
+        try wrap { () throws(IOError) in try file.sync() }
+        return total
     }
 
     /// Writes a hot backup to a new file at `path` (replaced if it exists) through `fileSystem`,

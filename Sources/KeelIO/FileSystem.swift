@@ -44,6 +44,8 @@ public protocol FileSystem: AnyObject, Sendable {
     func syncDirectory(_ path: String) throws(IOError)
     /// Creates a directory (and its parents when `intermediate`). No error if it exists.
     func makeDirectory(_ path: String, intermediate: Bool) throws(IOError)
+    /// Removes an empty directory.
+    func removeDirectory(_ path: String) throws(IOError)
     /// The names (not paths) of the entries in a directory, sorted.
     func listDirectory(_ path: String) throws(IOError) -> [String]
     /// Whether a file or directory exists at `path`.

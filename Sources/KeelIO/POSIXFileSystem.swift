@@ -50,6 +50,10 @@ public final class POSIXFileSystem: FileSystem {
         }
     }
 
+    public func removeDirectory(_ path: String) throws(IOError) {
+        _ = try retrying("rmdir", path) { rmdir(path) }
+    }
+
     public func listDirectory(_ path: String) throws(IOError) -> [String] {
         guard let dir = opendir(path) else { throw IOError.system(operation: "opendir", path: path, errno: errno) }
         defer { closedir(dir) }

@@ -196,6 +196,19 @@ public final class SimulatedFileSystem: FileSystem, @unchecked Sendable {
         }
     }
 
+    public func removeDirectory(_ path: String) throws(IOError) {
+        try withState { s throws(IOError) in
+            try s.live("rmdir", path)
+            guard s.directories.contains(path) else { throw IOError.system(operation: "rmdir", path: path, errno: ENOENT) }
+            if s.names.keys.contains(where: { parentDirectory($0) == path }) || s.directories.contains(where: { $0 != path && parentDirectory($0) == path }) {
+                throw IOError.system(operation: "rmdir", path: path, errno: ENOTEMPTY)
+            }
+            try s.mutate("rmdir", path)
+            s.directories.remove(path)
+            s.durableDirectories.remove(path)
+        }
+    }
+
     public func listDirectory(_ path: String) throws(IOError) -> [String] {
         try withState { s throws(IOError) in
             guard s.directories.contains(path) else { throw IOError.system(operation: "opendir", path: path, errno: ENOENT) }

@@ -1,0 +1,237 @@
+import KeelBolt
+import KeelIO
+
+/// `Backend` over a KeelBolt (bbolt-format) file.
+public final class BoltBackend: Backend, @unchecked Sendable {
+    public let kind = "bolt"
+    public let maxKeySize = PageLayout.maxKeySize
+    public let path: String
+    public let options: Options
+    private let database: Locked<DB>
+
+    /// Opens (or creates) the file at `path`.
+    public init(path: String, options: Options = Options()) throws(BackendError) {
+        self.path = path
+        self.options = options
+        database = Locked(try mapBolt { () throws(BoltError) in try DB.open(path: path, options: options) })
+    }
+
+    /// The KeelBolt database underneath.
+    public var db: DB { database.withLock { $0 } }
+
+    public func beginRead() throws(BackendError) -> any BackendReadTx {
+        BoltReadTx(try mapBolt { () throws(BoltError) in try db.beginRead() })
+    }
+
+    public func beginWrite() throws(BackendError) -> any BackendWriteTx {
+        BoltWriteTx(try mapBolt { () throws(BoltError) in try db.beginWrite() })
+    }
+
+    public func size() throws(BackendError) -> Int64 {
+        try mapIO { () throws(IOError) in
+            let file = try options.fileSystem.open(path, options: .readOnly)
+            defer { file.close() }
+            return try file.size()
+        }
+    }
+
+    public func sizeInUse() throws(BackendError) -> Int64 {
+        let db = self.db
+        if db.options.readOnly { return try size() }
+        let (free, pending) = db.freelistCounts()
+        return try size() - Int64(free + pending) * Int64(db.pageSize)
+    }
+
+    @discardableResult
+    public func backup(to sink: (UnsafeRawBufferPointer) throws(BackendError) -> Void) throws(BackendError) -> Int64 {
+        let tx = try mapBolt { () throws(BoltError) in try db.beginRead() }
+        defer { tx.rollback() }
+        return try tx.stream(to: sink)
+    }
+
+    /// Compacts into `PATH.defrag`, then renames it over the file and reopens (etcd's defrag).
+    public func defragment() throws(BackendError) {
+        let temporary = path + ".defrag"
+        let fs = options.fileSystem
+        try database.withLock { db throws(BackendError) in
+            if fs.exists(temporary) { try? fs.remove(temporary) }
+            var tmpOptions = options
+            tmpOptions.noSync = true
+            let destination = try mapBolt { () throws(BoltError) in try DB.open(path: temporary, options: tmpOptions) }
+            do throws(BoltError) {
+                try DB.compact(from: db, into: destination, txMaxSize: 10 << 20)
+                // Make the copy durable before it replaces the original.
+                try destination.update { _ throws(BoltError) in }
+            } catch {
+                destination.close()
+                try? fs.remove(temporary)
+                throw mapBoltError(error)
+            }
+            destination.close()
+            let syncTmp = try mapIO { () throws(IOError) in try fs.open(temporary, options: .readWrite) }
+            try mapIO { () throws(IOError) in try syncTmp.sync() }
+            syncTmp.close()
+            db.close()
+            try mapIO { () throws(IOError) in
+                try fs.rename(temporary, to: path)
+                try fs.syncDirectory(parentDirectory(path))
+            }
+            db = try mapBolt { () throws(BoltError) in try DB.open(path: path, options: options) }
+        }
+    }
+
+    public func close() { db.close() }
+}
+
+class BoltReadTx: BackendReadTx {
+    let tx: Tx
+    init(_ tx: Tx) { self.tx = tx }
+    deinit { tx.rollback() }
+
+    func resolve(_ path: BucketPath) throws(BackendError) -> Bucket {
+        guard !path.isEmpty else { return tx.rootBucket }
+        var bucket = tx.rootBucket
+        for name in path {
+            guard let next = try mapBolt({ () throws(BoltError) in try bucket.bucket(name) }) else {
+                throw BackendError.bucketNotFound(display(path))
+            }
+            bucket = next
+        }
+        return bucket
+    }
+
+    func buckets(in path: BucketPath) throws(BackendError) -> [[UInt8]] {
+        let bucket = try resolve(path)
+        var names: [[UInt8]] = []
+        try mapBolt { () throws(BoltError) in
+            try bucket.forEach { k, v throws(BoltError) in if v == nil { names.append(k.bytes) } }
+        }
+        return names
+    }
+
+    func bucket(_ path: BucketPath) throws(BackendError) -> any BackendBucket {
+        guard !path.isEmpty else { throw BackendError.bucketNotFound("/") }
+        return BoltBucket(try resolve(path), path: path)
+    }
+
+    func end() { tx.rollback() }
+}
+
+final class BoltWriteTx: BoltReadTx, BackendWriteTx {
+    func createBucket(_ path: BucketPath) throws(BackendError) {
+        guard let last = path.last else { throw BackendError.keyRequired }
+        let parent = try resolve(Array(path.dropLast()))
+        do throws(BoltError) {
+            try parent.createBucket(last)
+        } catch {
+            throw mapBoltError(error, path: path)
+        }
+    }
+
+    func deleteBucket(_ path: BucketPath) throws(BackendError) {
+        guard let last = path.last else { throw BackendError.bucketNotFound("/") }
+        let parent = try resolve(Array(path.dropLast()))
+        do throws(BoltError) {
+            try parent.deleteBucket(last)
+        } catch {
+            throw mapBoltError(error, path: path)
+        }
+    }
+
+    func commit() throws(BackendError) { try mapBolt { () throws(BoltError) in try tx.commit() } }
+    func rollback() { tx.rollback() }
+}
+
+final class BoltBucket: BackendBucket {
+    let bucket: Bucket
+    let path: BucketPath
+    init(_ bucket: Bucket, path: BucketPath) {
+        self.bucket = bucket
+        self.path = path
+    }
+
+    func get<T>(_ key: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer?) throws(BackendError) -> T) throws(BackendError) -> T {
+        let value = try mapBolt { () throws(BoltError) in try bucket.get(key) }
+        guard let value else { return try body(nil) }
+        return try body(UnsafeRawBufferPointer(start: value.withUnsafeBytes { $0.baseAddress }, count: value.count))
+    }
+
+    func put(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws(BackendError) {
+        do throws(BoltError) { try bucket.put(key, value) } catch { throw mapBoltError(error, path: path + [Array(key)]) }
+    }
+
+    func delete(_ key: UnsafeRawBufferPointer) throws(BackendError) {
+        if key.count == 0 { return }
+        do throws(BoltError) { try bucket.delete(Array(key)) } catch { throw mapBoltError(error, path: path + [Array(key)]) }
+    }
+
+    func range(from start: UnsafeRawBufferPointer, to end: UnsafeRawBufferPointer?, limit: Int, reverse: Bool,
+               _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws(BackendError) -> Bool) throws(BackendError) {
+        let c = bucket.cursor()
+        var visited = 0
+        let path = self.path
+        func raw(_ v: ByteView) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: v.withUnsafeBytes { $0.baseAddress }, count: v.count) }
+        func step(_ move: () throws(BoltError) -> Cursor.Entry?) throws(BackendError) -> Cursor.Entry? {
+            do throws(BoltError) { return try move() } catch { throw mapBoltError(error, path: path) }
+        }
+        var entry: Cursor.Entry?
+        if !reverse {
+            entry = try step { () throws(BoltError) in try c.seek(ByteView(unsafeBytes: start)) }
+            while let e = entry {
+                if let end, compareRaw(raw(e.key), end) >= 0 { break }
+                if let value = e.value {
+                    if !(try body(raw(e.key), raw(value))) { return }
+                    visited += 1
+                    if limit > 0 && visited >= limit { return }
+                }
+                entry = try step { () throws(BoltError) in try c.next() }
+            }
+        } else {
+            if let end {
+                entry = try step { () throws(BoltError) in
+                    try c.seek(ByteView(unsafeBytes: end)) == nil ? try c.last() : try c.prev()
+                }
+            } else {
+                entry = try step { () throws(BoltError) in try c.last() }
+            }
+            while let e = entry {
+                if compareRaw(raw(e.key), start) < 0 { break }
+                if let value = e.value {
+                    if !(try body(raw(e.key), raw(value))) { return }
+                    visited += 1
+                    if limit > 0 && visited >= limit { return }
+                }
+                entry = try step { () throws(BoltError) in try c.prev() }
+            }
+        }
+    }
+}
+
+func display(_ path: BucketPath) -> String {
+    "/" + path.map { String(decoding: $0, as: UTF8.self) }.joined(separator: "/")
+}
+
+/// Runs a KeelBolt call, turning its error into a BackendError.
+@inline(__always)
+func mapBolt<T>(_ body: () throws(BoltError) -> T) throws(BackendError) -> T {
+    do throws(BoltError) { return try body() } catch { throw mapBoltError(error) }
+}
+
+@inline(__always)
+func mapIO<T>(_ body: () throws(IOError) -> T) throws(BackendError) -> T {
+    do throws(IOError) { return try body() } catch { throw BackendError.engine(kind: "bolt", message: error.description) }
+}
+
+func mapBoltError(_ error: BoltError, path: BucketPath = []) -> BackendError {
+    switch error {
+    case .bucketNotFound: return .bucketNotFound(display(path))
+    case .bucketExists: return .bucketExists(display(path))
+    case .incompatibleValue, .cursorOnBucket: return .incompatibleValue(display(path))
+    case .keyRequired, .bucketNameRequired: return .keyRequired
+    case let .keyTooLarge(size): return .keyTooLarge(size)
+    case let .valueTooLarge(size): return .valueTooLarge(size)
+    case .readOnly: return .readOnly
+    case .txClosed: return .txClosed
+    default: return .engine(kind: "bolt", message: error.description)
+    }
+}

@@ -1,0 +1,233 @@
+import CLMDB
+import KeelIO
+import KeelLMDB
+
+/// `Backend` over an LMDB environment directory; nested buckets are named databases.
+public final class LMDBBackend: Backend, @unchecked Sendable {
+    public let kind = "lmdb"
+    public let maxKeySize: Int
+    public let path: String
+    public let options: LMDBOptions
+    private let environment: Locked<LMDBEnvironment>
+
+    /// Opens (or creates) the environment directory at `path`.
+    public init(path: String, options: LMDBOptions = LMDBOptions()) throws(BackendError) {
+        self.path = path
+        self.options = options
+        let env = try mapLMDB { () throws(LMDBError) in try LMDBEnvironment(path: path, options: options) }
+        maxKeySize = env.maxKeySize
+        environment = Locked(env)
+    }
+
+    /// The LMDB environment underneath.
+    public var env: LMDBEnvironment { environment.withLock { $0 } }
+
+    public func beginRead() throws(BackendError) -> any BackendReadTx {
+        LMDBReadTx(try mapLMDB { () throws(LMDBError) in try env.beginRead() })
+    }
+
+    public func beginWrite() throws(BackendError) -> any BackendWriteTx {
+        LMDBWriteTx(try mapLMDB { () throws(LMDBError) in try env.beginWrite() })
+    }
+
+    private var dataFile: String { path + "/data.mdb" }
+    private let fs = POSIXFileSystem()
+
+    public func size() throws(BackendError) -> Int64 {
+        try ioCall { () throws(IOError) in
+            let file = try fs.open(dataFile, options: .readOnly)
+            defer { file.close() }
+            return try file.size()
+        }
+    }
+
+    /// Pages up to the last one used, minus the pages LMDB's free database lists.
+    public func sizeInUse() throws(BackendError) -> Int64 {
+        let env = self.env
+        let info = try mapLMDB { () throws(LMDBError) in try env.info() }
+        let tx = try mapLMDB { () throws(LMDBError) in try env.beginRead() }
+        defer { tx.rollback() }
+        let free = try mapLMDB { () throws(LMDBError) in try freePageCount(tx) }
+        return Int64(info.lastPage + 1 - free) * Int64(info.pageSize)
+    }
+
+    /// Counts the page numbers recorded in LMDB's free-page database (dbi 0).
+    private func freePageCount(_ tx: LMDBTransaction) throws(LMDBError) -> Int {
+        let cursor = try tx.cursor(0)
+        var count = 0
+        var entry = try cursor.first()
+        while let e = entry {
+            if e.value.count >= MemoryLayout<Int>.size { count += e.value.loadUnaligned(as: Int.self) }
+            entry = try cursor.next()
+        }
+        return count
+    }
+
+    /// A scratch directory inside the environment, removed with its contents afterwards.
+    private func withScratchDirectory<T>(_ name: String, _ body: (String) throws(BackendError) -> T) throws(BackendError) -> T {
+        let dir = path + "/" + name
+        try? removeScratch(dir)
+        try ioCall { () throws(IOError) in try fs.makeDirectory(dir, intermediate: false) }
+        defer { try? removeScratch(dir) }
+        return try body(dir)
+    }
+
+    private func removeScratch(_ dir: String) throws(IOError) {
+        for entry in try fs.listDirectory(dir) { try fs.remove(dir + "/" + entry) }
+        try fs.removeDirectory(dir)
+    }
+
+    /// A consistent copy through `mdb_env_copy2` into a scratch directory, streamed to `sink`.
+    @discardableResult
+    public func backup(to sink: (UnsafeRawBufferPointer) throws(BackendError) -> Void) throws(BackendError) -> Int64 {
+        try withScratchDirectory("backup.tmp") { dir throws(BackendError) in
+            try mapLMDB { () throws(LMDBError) in try env.copy(toDirectory: dir, compact: false) }
+            let file = try ioCall { () throws(IOError) in try fs.open(dir + "/data.mdb", options: .readOnly) }
+            defer { file.close() }
+            let total = try ioCall { () throws(IOError) in try file.size() }
+            var offset: Int64 = 0
+            while offset < total {
+                let n = Int(min(Int64(1 << 20), total - offset))
+                let piece = try ioCall { () throws(IOError) in try file.read(count: n, at: offset) }
+                try withBackendBytes(piece) { raw throws(BackendError) in try sink(raw) }
+                offset += Int64(n)
+            }
+            return total
+        }
+    }
+
+    /// Copies compacted (MDB_CP_COMPACT) and swaps the data file in.
+    public func defragment() throws(BackendError) {
+        try environment.withLock { env throws(BackendError) in
+            try withScratchDirectory("defrag.tmp") { dir throws(BackendError) in
+                try mapLMDB { () throws(LMDBError) in try env.copy(toDirectory: dir, compact: true) }
+                try ioCall { () throws(IOError) in
+                    let copy = try fs.open(dir + "/data.mdb", options: .readWrite)
+                    defer { copy.close() }
+                    try copy.sync()
+                }
+                env.close()
+                try ioCall { () throws(IOError) in
+                    try fs.rename(dir + "/data.mdb", to: dataFile)
+                    try fs.syncDirectory(path)
+                }
+                env = try mapLMDB { () throws(LMDBError) in try LMDBEnvironment(path: path, options: options) }
+            }
+        }
+    }
+
+    @inline(__always)
+    private func ioCall<T>(_ body: () throws(IOError) -> T) throws(BackendError) -> T {
+        do throws(IOError) { return try body() } catch { throw BackendError.engine(kind: kind, message: error.description) }
+    }
+
+    public func close() { env.close() }
+}
+
+class LMDBReadTx: BackendReadTx {
+    let tx: LMDBTransaction
+    init(_ tx: LMDBTransaction) { self.tx = tx }
+    deinit { tx.rollback() }
+
+    func buckets(in path: BucketPath) throws(BackendError) -> [[UInt8]] {
+        try mapLMDB { () throws(LMDBError) in try tx.buckets(in: path) }
+    }
+
+    func bucket(_ path: BucketPath) throws(BackendError) -> any BackendBucket {
+        guard !path.isEmpty else { throw BackendError.bucketNotFound("/") }
+        let dbi = try mapLMDB { () throws(LMDBError) in try tx.bucket(path) }
+        return LMDBBucket(tx: tx, dbi: dbi, path: path)
+    }
+
+    func end() { tx.rollback() }
+}
+
+final class LMDBWriteTx: LMDBReadTx, BackendWriteTx {
+    func createBucket(_ path: BucketPath) throws(BackendError) {
+        try mapLMDB { () throws(LMDBError) in try tx.createBucket(path) }
+    }
+
+    func deleteBucket(_ path: BucketPath) throws(BackendError) {
+        try mapLMDB { () throws(LMDBError) in try tx.deleteBucket(path) }
+    }
+
+    func commit() throws(BackendError) { try mapLMDB { () throws(LMDBError) in try tx.commit() } }
+    func rollback() { tx.rollback() }
+}
+
+final class LMDBBucket: BackendBucket {
+    let tx: LMDBTransaction
+    let path: BucketPath
+    private(set) var dbi: MDB_dbi
+
+    init(tx: LMDBTransaction, dbi: MDB_dbi, path: BucketPath) {
+        self.tx = tx
+        self.dbi = dbi
+        self.path = path
+    }
+
+    func get<T>(_ key: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer?) throws(BackendError) -> T) throws(BackendError) -> T {
+        let value = try mapLMDB { () throws(LMDBError) in try tx.get(dbi, key) }
+        return try body(value)
+    }
+
+    func put(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws(BackendError) {
+        try mapLMDB { () throws(LMDBError) in try tx.put(path, dbi, key, value) }
+        // A map-full replay may have reopened handles: refresh ours.
+        dbi = try mapLMDB { () throws(LMDBError) in try tx.bucket(path) }
+    }
+
+    func delete(_ key: UnsafeRawBufferPointer) throws(BackendError) {
+        _ = try mapLMDB { () throws(LMDBError) in try tx.delete(path, dbi, key) }
+    }
+
+    func range(from start: UnsafeRawBufferPointer, to end: UnsafeRawBufferPointer?, limit: Int, reverse: Bool,
+               _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws(BackendError) -> Bool) throws(BackendError) {
+        let cursor = try mapLMDB { () throws(LMDBError) in try tx.cursor(dbi) }
+        var visited = 0
+        var entry: LMDBCursor.Entry?
+        if !reverse {
+            entry = try mapLMDB { () throws(LMDBError) in try cursor.seek(start) }
+            while let e = entry {
+                if let end, compareRaw(e.key, end) >= 0 { break }
+                if !(try body(e.key, e.value)) { return }
+                visited += 1
+                if limit > 0 && visited >= limit { return }
+                entry = try mapLMDB { () throws(LMDBError) in try cursor.next() }
+            }
+        } else {
+            if let end {
+                entry = try mapLMDB { () throws(LMDBError) in
+                    try cursor.seek(end) == nil ? try cursor.last() : try cursor.prev()
+                }
+            } else {
+                entry = try mapLMDB { () throws(LMDBError) in try cursor.last() }
+            }
+            while let e = entry {
+                if compareRaw(e.key, start) < 0 { break }
+                if !(try body(e.key, e.value)) { return }
+                visited += 1
+                if limit > 0 && visited >= limit { return }
+                entry = try mapLMDB { () throws(LMDBError) in try cursor.prev() }
+            }
+        }
+    }
+}
+
+@inline(__always)
+func mapLMDB<T>(_ body: () throws(LMDBError) -> T) throws(BackendError) -> T {
+    do throws(LMDBError) { return try body() } catch { throw mapLMDBError(error) }
+}
+
+func mapLMDBError(_ error: LMDBError) -> BackendError {
+    switch error {
+    case let .bucketNotFound(path): return .bucketNotFound(path)
+    case let .bucketExists(path): return .bucketExists(path)
+    case let .incompatibleValue(path): return .incompatibleValue(path)
+    case .keyRequired: return .keyRequired
+    case let .keyTooLarge(size, _): return .keyTooLarge(size)
+    case .readOnly: return .readOnly
+    case .txClosed: return .txClosed
+    default: return .engine(kind: "lmdb", message: error.description)
+    }
+}
