@@ -7,12 +7,15 @@ public final class BoltBackend: Backend, @unchecked Sendable {
     public let maxKeySize = PageLayout.maxKeySize
     public let path: String
     public let options: Options
+    /// The fill percent given to every bucket opened (bbolt's per-bucket FillPercent).
+    public let fillPercent: Double
     private let database: Locked<DB>
 
     /// Opens (or creates) the file at `path`.
-    public init(path: String, options: Options = Options()) throws(BackendError) {
+    public init(path: String, options: Options = Options(), fillPercent: Double = 0.5) throws(BackendError) {
         self.path = path
         self.options = options
+        self.fillPercent = fillPercent
         database = Locked(try mapBolt { () throws(BoltError) in try DB.open(path: path, options: options) })
     }
 
@@ -20,11 +23,11 @@ public final class BoltBackend: Backend, @unchecked Sendable {
     public var db: DB { database.withLock { $0 } }
 
     public func beginRead() throws(BackendError) -> any BackendReadTx {
-        BoltReadTx(try mapBolt { () throws(BoltError) in try db.beginRead() })
+        BoltReadTx(try mapBolt { () throws(BoltError) in try db.beginRead() }, fillPercent: fillPercent)
     }
 
     public func beginWrite() throws(BackendError) -> any BackendWriteTx {
-        BoltWriteTx(try mapBolt { () throws(BoltError) in try db.beginWrite() })
+        BoltWriteTx(try mapBolt { () throws(BoltError) in try db.beginWrite() }, fillPercent: fillPercent)
     }
 
     public func size() throws(BackendError) -> Int64 {
@@ -85,7 +88,11 @@ public final class BoltBackend: Backend, @unchecked Sendable {
 
 class BoltReadTx: BackendReadTx {
     let tx: Tx
-    init(_ tx: Tx) { self.tx = tx }
+    let fillPercent: Double
+    init(_ tx: Tx, fillPercent: Double) {
+        self.tx = tx
+        self.fillPercent = fillPercent
+    }
     deinit { tx.rollback() }
 
     func resolve(_ path: BucketPath) throws(BackendError) -> Bucket {
@@ -97,6 +104,7 @@ class BoltReadTx: BackendReadTx {
             }
             bucket = next
         }
+        bucket.fillPercent = fillPercent
         return bucket
     }
 

@@ -135,8 +135,8 @@ class LMDBReadTx: BackendReadTx {
 
     func bucket(_ path: BucketPath) throws(BackendError) -> any BackendBucket {
         guard !path.isEmpty else { throw BackendError.bucketNotFound("/") }
-        let dbi = try mapLMDB { () throws(LMDBError) in try tx.bucket(path) }
-        return LMDBBucket(tx: tx, dbi: dbi, path: path)
+        let handle = try mapLMDB { () throws(LMDBError) in try tx.openBucket(path) }
+        return LMDBBucket(tx: tx, handle: handle)
     }
 
     func end() { tx.rollback() }
@@ -157,33 +157,29 @@ final class LMDBWriteTx: LMDBReadTx, BackendWriteTx {
 
 final class LMDBBucket: BackendBucket {
     let tx: LMDBTransaction
-    let path: BucketPath
-    private(set) var dbi: MDB_dbi
+    let handle: LMDBBucketHandle
 
-    init(tx: LMDBTransaction, dbi: MDB_dbi, path: BucketPath) {
+    init(tx: LMDBTransaction, handle: LMDBBucketHandle) {
         self.tx = tx
-        self.dbi = dbi
-        self.path = path
+        self.handle = handle
     }
 
     func get<T>(_ key: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer?) throws(BackendError) -> T) throws(BackendError) -> T {
-        let value = try mapLMDB { () throws(LMDBError) in try tx.get(dbi, key) }
+        let value = try mapLMDB { () throws(LMDBError) in try tx.get(handle, key) }
         return try body(value)
     }
 
     func put(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws(BackendError) {
-        try mapLMDB { () throws(LMDBError) in try tx.put(path, dbi, key, value) }
-        // A map-full replay may have reopened handles: refresh ours.
-        dbi = try mapLMDB { () throws(LMDBError) in try tx.bucket(path) }
+        try mapLMDB { () throws(LMDBError) in try tx.put(handle, key, value) }
     }
 
     func delete(_ key: UnsafeRawBufferPointer) throws(BackendError) {
-        _ = try mapLMDB { () throws(LMDBError) in try tx.delete(path, dbi, key) }
+        _ = try mapLMDB { () throws(LMDBError) in try tx.delete(handle, key) }
     }
 
     func range(from start: UnsafeRawBufferPointer, to end: UnsafeRawBufferPointer?, limit: Int, reverse: Bool,
                _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws(BackendError) -> Bool) throws(BackendError) {
-        let cursor = try mapLMDB { () throws(LMDBError) in try tx.cursor(dbi) }
+        let cursor = try mapLMDB { () throws(LMDBError) in try tx.cursor(handle.dbi) }
         var visited = 0
         var entry: LMDBCursor.Entry?
         if !reverse {

@@ -70,6 +70,18 @@ public struct PhaseResult: Sendable {
     public var fileBytes: Int64
     public var peakRSSBytes: Int64
 
+    public init(backend: String, phase: String, ops: Int, seconds: Double, p50Microseconds: Double?, p99Microseconds: Double?,
+                fileBytes: Int64, peakRSSBytes: Int64) {
+        self.backend = backend
+        self.phase = phase
+        self.ops = ops
+        self.seconds = seconds
+        self.p50Microseconds = p50Microseconds
+        self.p99Microseconds = p99Microseconds
+        self.fileBytes = fileBytes
+        self.peakRSSBytes = peakRSSBytes
+    }
+
     public var opsPerSecond: Double { seconds > 0 ? Double(ops) / seconds : 0 }
 
     /// One JSON object on one line.

@@ -20,11 +20,16 @@ public final class LMDBTransaction {
     private var registryCreated: MDB_dbi?
 
     enum Operation {
-        case put(path: [[UInt8]], key: [UInt8], value: [UInt8])
-        case delete(path: [[UInt8]], key: [UInt8])
+        /// Key and value bytes live in `logBytes` at `offset`.
+        case put(bucket: LMDBBucketHandle, offset: Int, keyCount: Int, valueCount: Int)
+        case delete(bucket: LMDBBucketHandle, offset: Int, keyCount: Int)
         case createBucket(path: [[UInt8]])
         case deleteBucket(path: [[UInt8]])
     }
+    /// The bytes of logged puts and deletes, in one growing buffer (no allocation per operation).
+    private var logBytes: [UInt8] = []
+    /// Bumped whenever a bucket is created or deleted, so handles re-read their child names.
+    private(set) var bucketsVersion = 0
 
     init(environment: LMDBEnvironment, txn: OpaquePointer, writable: Bool) {
         self.environment = environment
@@ -152,14 +157,46 @@ public final class LMDBTransaction {
         return UnsafeRawBufferPointer(start: v.mv_data, count: v.mv_size)
     }
 
-    /// Sets `key` to `value` in the bucket at `path`.
-    public func put(_ path: [[UInt8]], _ dbi: MDB_dbi, _ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws(LMDBError) {
+    /// A handle on the bucket at `path` for `get`, `put`, `delete` and cursors.
+    public func openBucket(_ path: [[UInt8]]) throws(LMDBError) -> LMDBBucketHandle {
+        let dbi = try bucket(path)
+        return LMDBBucketHandle(path: path, name: BucketName.name(path), dbi: dbi)
+    }
+
+    /// The value of `key`, or nil. Valid until the transaction ends or writes again.
+    public func get(_ bucket: LMDBBucketHandle, _ key: UnsafeRawBufferPointer) throws(LMDBError) -> UnsafeRawBufferPointer? {
+        try get(bucket.dbi, key)
+    }
+
+    /// Whether a put or delete of `key` would hit a nested bucket of that name.
+    private func namesChildBucket(_ bucket: LMDBBucketHandle, _ key: UnsafeRawBufferPointer) -> Bool {
+        if bucket.childrenVersion != bucketsVersion || bucket.children == nil {
+            var names = environment.state.withLock { $0.children[bucket.name] ?? [] }
+            if let added = childAdds[bucket.name] { names.formUnion(added) }
+            if let removed = childRemoves[bucket.name] { names.subtract(removed) }
+            bucket.children = names
+            bucket.childrenVersion = bucketsVersion
+        }
+        guard let children = bucket.children, !children.isEmpty else { return false }
+        return children.contains(Array(key))
+    }
+
+    private func logBytes(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer?) -> Int {
+        let offset = logBytes.count
+        logBytes.append(contentsOf: a)
+        if let b { logBytes.append(contentsOf: b) }
+        return offset
+    }
+
+    /// Sets `key` to `value`.
+    public func put(_ bucket: LMDBBucketHandle, _ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws(LMDBError) {
         guard writable else { throw LMDBError.readOnly }
         if key.count == 0 { throw LMDBError.keyRequired }
         if key.count > environment.maxKeySize { throw LMDBError.keyTooLarge(size: key.count, max: environment.maxKeySize) }
-        if hasChildBucket(path, Array(key)) { throw LMDBError.incompatibleValue(path: BucketName.display(path + [Array(key)])) }
-        log.append(.put(path: path, key: Array(key), value: Array(value)))
-        try retryingMapFull { () throws(LMDBError) in try rawPut(dbi, key, value) }
+        if namesChildBucket(bucket, key) { throw LMDBError.incompatibleValue(path: BucketName.display(bucket.path + [Array(key)])) }
+        let offset = logBytes(key, value)
+        log.append(.put(bucket: bucket, offset: offset, keyCount: key.count, valueCount: value.count))
+        try retryingMapFull { () throws(LMDBError) in try rawPut(bucket.dbi, key, value) }
     }
 
     private func rawPut(_ dbi: MDB_dbi, _ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws(LMDBError) {
@@ -168,15 +205,16 @@ public final class LMDBTransaction {
         try check("mdb_put", mdb_put(try live(), dbi, &k, &v, 0))
     }
 
-    /// Removes `key` from the bucket at `path`; returns whether it was there.
+    /// Removes `key`; returns whether it was there.
     @discardableResult
-    public func delete(_ path: [[UInt8]], _ dbi: MDB_dbi, _ key: UnsafeRawBufferPointer) throws(LMDBError) -> Bool {
+    public func delete(_ bucket: LMDBBucketHandle, _ key: UnsafeRawBufferPointer) throws(LMDBError) -> Bool {
         guard writable else { throw LMDBError.readOnly }
         if key.count == 0 || key.count > environment.maxKeySize { return false }
-        if hasChildBucket(path, Array(key)) { throw LMDBError.incompatibleValue(path: BucketName.display(path + [Array(key)])) }
-        log.append(.delete(path: path, key: Array(key)))
+        if namesChildBucket(bucket, key) { throw LMDBError.incompatibleValue(path: BucketName.display(bucket.path + [Array(key)])) }
+        let offset = logBytes(key, nil)
+        log.append(.delete(bucket: bucket, offset: offset, keyCount: key.count))
         var found = false
-        try retryingMapFull { () throws(LMDBError) in found = try rawDelete(dbi, key) }
+        try retryingMapFull { () throws(LMDBError) in found = try rawDelete(bucket.dbi, key) }
         return found
     }
 
@@ -255,6 +293,7 @@ public final class LMDBTransaction {
         }
         createdHandles[name] = dbi
         droppedNames.remove(name)
+        bucketsVersion += 1
         let parentName = BucketName.name(Array(path.dropLast()))
         childAdds[parentName, default: []].insert(path.last!)
         childRemoves[parentName]?.remove(path.last!)
@@ -276,6 +315,7 @@ public final class LMDBTransaction {
         }
         createdHandles[name] = nil
         droppedNames.insert(name)
+        bucketsVersion += 1
         let parentName = BucketName.name(Array(path.dropLast()))
         childRemoves[parentName, default: []].insert(path.last!)
         childAdds[parentName]?.remove(path.last!)
@@ -313,6 +353,7 @@ public final class LMDBTransaction {
         childAdds = [:]
         childRemoves = [:]
         registryCreated = nil
+        bucketsVersion += 1
     }
 
     private func replay() throws(LMDBError) {
@@ -321,14 +362,19 @@ public final class LMDBTransaction {
         let ops = log
         for op in ops {
             switch op {
-            case let .put(path, key, value):
-                let dbi = try bucket(path)
-                try withBytes(key) { k throws(LMDBError) in
-                    try withBytes(value) { v throws(LMDBError) in try rawPut(dbi, k, v) }
+            case let .put(handle, offset, keyCount, valueCount):
+                handle.dbi = try bucket(handle.path)
+                let bytes = logBytes
+                try withBytes(bytes) { raw throws(LMDBError) in
+                    try rawPut(handle.dbi, UnsafeRawBufferPointer(rebasing: raw[offset..<(offset + keyCount)]),
+                               UnsafeRawBufferPointer(rebasing: raw[(offset + keyCount)..<(offset + keyCount + valueCount)]))
                 }
-            case let .delete(path, key):
-                let dbi = try bucket(path)
-                _ = try withBytes(key) { k throws(LMDBError) in try rawDelete(dbi, k) }
+            case let .delete(handle, offset, keyCount):
+                handle.dbi = try bucket(handle.path)
+                let bytes = logBytes
+                _ = try withBytes(bytes) { raw throws(LMDBError) in
+                    try rawDelete(handle.dbi, UnsafeRawBufferPointer(rebasing: raw[offset..<(offset + keyCount)]))
+                }
             case let .createBucket(path):
                 try rawCreateBucket(path)
             case let .deleteBucket(path):
@@ -377,6 +423,7 @@ public final class LMDBTransaction {
             for (parent, names) in childAdds { s.children[parent, default: []].formUnion(names) }
         }
         log = []
+        logBytes = []
         createdHandles = [:]
         droppedNames = []
         childAdds = [:]
@@ -396,6 +443,7 @@ public final class LMDBTransaction {
             environment.endReader()
         }
         log = []
+        logBytes = []
     }
 
     private func resetToNewTxnAfterAbort(_ t: OpaquePointer) {
@@ -462,3 +510,19 @@ public func compare(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) ->
 #if canImport(Glibc)
 import Glibc
 #endif
+
+/// A bucket opened in a transaction: its path, database name and handle, and a cache of its
+/// child bucket names for the key/bucket collision check.
+public final class LMDBBucketHandle {
+    public let path: [[UInt8]]
+    public let name: String
+    public internal(set) var dbi: MDB_dbi
+    var children: Set<[UInt8]>?
+    var childrenVersion = -1
+
+    init(path: [[UInt8]], name: String, dbi: MDB_dbi) {
+        self.path = path
+        self.name = name
+        self.dbi = dbi
+    }
+}

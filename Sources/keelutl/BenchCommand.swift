@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import KeelBench
 #if canImport(Glibc)
 import Glibc
@@ -45,6 +46,8 @@ struct BenchCommand: ParsableCommand {
     var pageSize = 4096
     @Flag(help: "One JSON object per phase per line.")
     var json = false
+    @Option(help: "Engines to run, comma-separated (bolt, lmdb); with two, a ratio line per phase follows.")
+    var backend = "bolt"
 
     func run() throws {
         var config = BenchConfig()
@@ -65,24 +68,126 @@ struct BenchCommand: ParsableCommand {
         config.pageSize = pageSize
         if let problem = config.problem() { throw ValidationError(problem) }
 
-        var bench = BoltBench(config: config)
+        let kinds = try backend.split(separator: ",").map { name -> BenchBackendKind in
+            guard let kind = BenchBackendKind(rawValue: String(name)) else {
+                throw ValidationError("unknown backend '\(name)': use bolt, lmdb or bolt,lmdb")
+            }
+            return kind
+        }
+        let base = path ?? temporaryBenchPath()
+        var bench = StorageBench(config: config)
         let bar = ProgressBar()
         if bar.enabled { bench.progress = { phase, fraction in bar.show(phase, fraction) } }
-        do {
-            try bench.run { result in
-                bar.clear()
-                print(json ? result.json : result.text)
-                fflush(nil)
+        var results: [String: [String: PhaseResult]] = [:]
+        if kinds.count > 1 {
+            // One child process per engine, so each one's peak memory is its own.
+            for kind in kinds {
+                for result in try runChild(kind) {
+                    results[kind.rawValue, default: [:]][result.phase] = result
+                    print(json ? result.json : result.text.replacingFirst("# ", with: "# \(kind.rawValue) "))
+                    fflush(nil)
+                }
             }
-        } catch {
-            bar.clear()
-            printError("keelutl bench: \(error)")
-            throw ExitCode(1)
+        }
+        for kind in kinds where kinds.count == 1 {
+            do {
+                let engine = try kind.open(base: base, config: config)
+                try bench.run(engine, dataPath: kind.dataPath(base: base)) { result in
+                    bar.clear()
+                    results[kind.rawValue, default: [:]][result.phase] = result
+                    print(json ? result.json : result.text.replacingFirst("# ", with: "# \(kind.rawValue) "))
+                    fflush(nil)
+                }
+                engine.close()
+                if !keep { kind.remove(base: base) }
+            } catch {
+                bar.clear()
+                if !keep { kind.remove(base: base) }
+                printError("keelutl bench (\(kind.rawValue)): \(error)")
+                throw ExitCode(1)
+            }
+        }
+        if kinds.count == 2, let a = results[kinds[0].rawValue], let b = results[kinds[1].rawValue] {
+            for phase in ["write", "read", "scan", "small-txn"] {
+                guard let x = a[phase], let y = b[phase], y.opsPerSecond > 0 else { continue }
+                var line = "# ratio \(phase) \(kinds[0].rawValue)/\(kinds[1].rawValue): ops/s \(String(format2: x.opsPerSecond / y.opsPerSecond))"
+                if let p50x = x.p50Microseconds, let p50y = y.p50Microseconds, p50y > 0 {
+                    line += ", p50 latency \(String(format2: p50x / p50y))"
+                }
+                if json {
+                    var fields = "{\"ratio\":\"\(kinds[0].rawValue)/\(kinds[1].rawValue)\",\"phase\":\"\(phase)\",\"ops_per_sec\":\(String(format2: x.opsPerSecond / y.opsPerSecond))"
+                    if let p50x = x.p50Microseconds, let p50y = y.p50Microseconds, p50y > 0 { fields += ",\"p50_us\":\(String(format2: p50x / p50y))" }
+                    line = fields + "}"
+                }
+                print(line)
+            }
+            if !json {
+                print("# file size \(kinds[0].rawValue) \(a["write"]?.fileBytes ?? 0) bytes, \(kinds[1].rawValue) \(b["write"]?.fileBytes ?? 0) bytes")
+            }
         }
         if !json {
-            print("# peak memory \(peakRSS() / 1_048_576) MiB")
+            for kind in kinds {
+                let rss = results[kind.rawValue]?.values.map(\.peakRSSBytes).max() ?? 0
+                print("# \(kind.rawValue) peak memory \(rss / 1_048_576) MiB")
+            }
         }
     }
+
+    /// Runs this bench for one engine in a child process and reads its JSON lines.
+    private func runChild(_ kind: BenchBackendKind) throws -> [PhaseResult] {
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        // Replace --backend (either form) and force JSON.
+        var filtered: [String] = []
+        var skipNext = false
+        for a in arguments {
+            if skipNext { skipNext = false; continue }
+            if a == "--backend" { skipNext = true; continue }
+            if a.hasPrefix("--backend=") || a == "--json" { continue }
+            filtered.append(a)
+        }
+        arguments = filtered + ["--backend", kind.rawValue, "--json"]
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/proc/self/exe")
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            printError("keelutl bench (\(kind.rawValue)) failed with status \(process.terminationStatus)")
+            throw ExitCode(1)
+        }
+        var results: [PhaseResult] = []
+        for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  let phase = object["phase"] as? String, let ops = object["ops"] as? Int,
+                  let seconds = (object["seconds"] as? NSNumber)?.doubleValue else { continue }
+            results.append(PhaseResult(backend: kind.rawValue, phase: phase, ops: ops, seconds: seconds,
+                                       p50Microseconds: (object["p50_us"] as? NSNumber)?.doubleValue,
+                                       p99Microseconds: (object["p99_us"] as? NSNumber)?.doubleValue,
+                                       fileBytes: (object["file_bytes"] as? NSNumber)?.int64Value ?? 0,
+                                       peakRSSBytes: (object["peak_rss_bytes"] as? NSNumber)?.int64Value ?? 0))
+        }
+        return results
+    }
+}
+
+extension String {
+    init(format2 value: Double) {
+        let rounded = (value * 100).rounded() / 100
+        self = String(rounded)
+    }
+
+    func replacingFirst(_ target: String, with replacement: String) -> String {
+        guard let range = range(of: target) else { return self }
+        return String(self[..<range.lowerBound]) + replacement + String(self[range.upperBound...])
+    }
+}
+
+func temporaryBenchPath() -> String {
+    let dir = getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp"
+    return "\(dir)/keel-bench-\(getpid())"
 }
 
 /// A one-line progress bar on stderr, only when stderr is a terminal.
