@@ -69,6 +69,8 @@ public struct PhaseResult: Sendable {
     /// The file's size after the phase, and the process's peak resident memory so far.
     public var fileBytes: Int64
     public var peakRSSBytes: Int64
+    /// User + system CPU seconds the phase used (steadier than wall time on a shared machine).
+    public var cpuSeconds: Double = 0
 
     public init(backend: String, phase: String, ops: Int, seconds: Double, p50Microseconds: Double?, p99Microseconds: Double?,
                 fileBytes: Int64, peakRSSBytes: Int64) {
@@ -92,6 +94,7 @@ public struct PhaseResult: Sendable {
         ]
         if let p50 = p50Microseconds { fields.append("\"p50_us\":\(format(p50, 1))") }
         if let p99 = p99Microseconds { fields.append("\"p99_us\":\(format(p99, 1))") }
+        fields.append("\"cpu_seconds\":\(format(cpuSeconds, 6))")
         fields.append("\"file_bytes\":\(fileBytes)")
         fields.append("\"peak_rss_bytes\":\(peakRSSBytes)")
         return "{" + fields.joined(separator: ",") + "}"

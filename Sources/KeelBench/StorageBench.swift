@@ -28,10 +28,21 @@ public struct StorageBench {
     private func result(_ backend: any Backend, _ phase: String, ops: Int, start: UInt64, histogram: LatencyHistogram?) -> PhaseResult {
         let seconds = Double(monotonicNanoseconds() - start) / 1e9
         let snapshot = histogram?.snapshot()
-        return PhaseResult(backend: backend.kind, phase: phase, ops: ops, seconds: seconds,
+        let cpu = cpuSeconds() - phaseCPUStart.value
+        var r = PhaseResult(backend: backend.kind, phase: phase, ops: ops, seconds: seconds,
                            p50Microseconds: snapshot.map { Double($0.percentile(0.5)) / 1000 },
                            p99Microseconds: snapshot.map { Double($0.percentile(0.99)) / 1000 },
                            fileBytes: (try? backend.size()) ?? 0, peakRSSBytes: peakRSS())
+        r.cpuSeconds = cpu
+        return r
+    }
+
+    /// CPU time at the start of the current phase.
+    private let phaseCPUStart = Box(0.0)
+
+    private func startPhase() -> UInt64 {
+        phaseCPUStart.value = cpuSeconds()
+        return monotonicNanoseconds()
     }
 
     private static let benchBucket: BucketPath = [Array("bench".utf8)]
@@ -46,7 +57,7 @@ public struct StorageBench {
         let batch = config.batchSize == 0 ? config.count : config.batchSize
         let value = [UInt8](repeating: 0, count: config.valueSize)
         let histogram = LatencyHistogram()
-        let start = monotonicNanoseconds()
+        let start = startPhase()
         var written = 0
         try value.withUnsafeBytes { valueBytes in
             while written < config.count {
@@ -79,7 +90,7 @@ public struct StorageBench {
             order.shuffle(using: &rng)
         }
         let batch = config.batchSize == 0 ? config.count : config.batchSize
-        let start = monotonicNanoseconds()
+        let start = startPhase()
         var found = 0
         let tx = try backend.beginRead()
         defer { tx.end() }
@@ -99,7 +110,7 @@ public struct StorageBench {
     }
 
     private func scan(_ backend: any Backend, _ keys: KeySource, _ dataPath: String) throws -> PhaseResult {
-        let start = monotonicNanoseconds()
+        let start = startPhase()
         var seen = 0
         let tx = try backend.beginRead()
         defer { tx.end() }
@@ -122,7 +133,7 @@ public struct StorageBench {
         let setup = try backend.beginWrite()
         try ensureBucket(setup, small)
         try setup.commit()
-        let start = monotonicNanoseconds()
+        let start = startPhase()
         try value.withUnsafeBytes { valueBytes in
             for i in 0..<n {
                 let t0 = monotonicNanoseconds()
@@ -201,6 +212,17 @@ func fileSize(_ path: String) -> Int64 {
 }
 
 /// The process's peak resident set size in bytes.
+public func cpuSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6 + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+}
+
+final class Box<T> {
+    var value: T
+    init(_ value: T) { self.value = value }
+}
+
 public func peakRSS() -> Int64 {
     var usage = rusage()
     getrusage(RUSAGE_SELF.rawValue, &usage)

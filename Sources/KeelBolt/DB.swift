@@ -23,6 +23,8 @@ public final class DB: @unchecked Sendable {
     let file: any FileHandle
     /// The writer's free page bookkeeping. Only touched while holding the writer lock.
     let freelist: Freelist
+    /// Memory of write transactions, reused from one to the next (only the writer touches it).
+    let writerArena = Arena()
     private let writerLock = DispatchSemaphore(value: 1)
     private let shared: Locked<Shared>
 
@@ -351,7 +353,7 @@ public final class DB: @unchecked Sendable {
         } else {
             let pages = freelist.pageBytes() / pageSize + 1
             let (id, buffer, overflow) = try tx.allocate(pages: pages)
-            freelist.write(into: buffer, id: id, overflow: overflow)
+            freelist.write(into: buffer, id: id, overflow: overflow, capacity: pages * pageSize)
             tx.meta.freelist = id
         }
 
@@ -434,37 +436,26 @@ public final class DB: @unchecked Sendable {
         return sz
     }
 
-    /// Writes dirty pages in id order, coalescing neighbours into one write.
+    /// Writes dirty pages in id order, one pwritev per run of neighbouring pages.
     private func writeDirtyPages(_ tx: Tx) throws(BoltError) {
         let ids = tx.dirty.keys.sorted()
         var i = 0
-        var staging: UnsafeMutableRawPointer?
-        var stagingSize = 0
-        defer { staging?.deallocate() }
+        var vectors: [UnsafeRawBufferPointer] = []
         while i < ids.count {
+            vectors.removeAll(keepingCapacity: true)
             var j = i
-            var bytes = tx.dirty[ids[i]]!.pages * pageSize
-            while j + 1 < ids.count, ids[j + 1] == ids[j] + UInt64(tx.dirty[ids[j]]!.pages), bytes < 4 << 20 {
+            var d = tx.dirty[ids[i]]!
+            vectors.append(UnsafeRawBufferPointer(start: d.pointer, count: d.pages * pageSize))
+            var bytes = d.pages * pageSize
+            while j + 1 < ids.count, ids[j + 1] == ids[j] + UInt64(d.pages), bytes < 16 << 20 {
                 j += 1
-                bytes += tx.dirty[ids[j]]!.pages * pageSize
+                d = tx.dirty[ids[j]]!
+                vectors.append(UnsafeRawBufferPointer(start: d.pointer, count: d.pages * pageSize))
+                bytes += d.pages * pageSize
             }
             let offset = Int64(ids[i]) * Int64(pageSize)
-            if i == j {
-                let d = tx.dirty[ids[i]]!
-                try wrap { () throws(IOError) in try file.write(UnsafeRawBufferPointer(start: d.pointer, count: bytes), at: offset) }
-            } else {
-                if stagingSize < bytes {
-                    staging?.deallocate()
-                    staging = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 4096)
-                    stagingSize = bytes
-                }
-                var at = 0
-                for k in i...j {
-                    let d = tx.dirty[ids[k]]!
-                    (staging! + at).copyMemory(from: d.pointer, byteCount: d.pages * pageSize)
-                    at += d.pages * pageSize
-                }
-                try wrap { () throws(IOError) in try file.write(UnsafeRawBufferPointer(start: staging!, count: bytes), at: offset) }
+            try wrap { () throws(IOError) in
+                if vectors.count == 1 { try file.write(vectors[0], at: offset) } else { try file.write(vectors: vectors, at: offset) }
             }
             tx.stats.write += 1
             tx.stats.pagesWritten += j - i + 1

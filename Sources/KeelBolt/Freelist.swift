@@ -95,8 +95,9 @@ final class Freelist {
         return PageLayout.headerSize + 8 * (n >= PageLayout.maxElementCount ? n + 1 : n)
     }
 
-    /// Writes the freelist into a page buffer (header flags and count included).
-    func write(into page: UnsafeMutableRawPointer, id: UInt64, overflow: UInt32) {
+    /// Writes the freelist into a page buffer of `capacity` bytes (header flags and count
+    /// included; the rest zeroed).
+    func write(into page: UnsafeMutableRawPointer, id: UInt64, overflow: UInt32, capacity: Int) {
         let ids = allIDs()
         let w = PageWriter(base: page)
         var start = PageLayout.headerSize
@@ -110,6 +111,9 @@ final class Freelist {
         ids.withUnsafeBytes { raw in
             if !ids.isEmpty { (page + start).copyMemory(from: raw.baseAddress!, byteCount: raw.count) }
         }
+        let end = start + ids.count * 8
+        precondition(end <= capacity, "freelist of \(ids.count) ids overflows its \(capacity)-byte pages")
+        (page + end).initializeMemory(as: UInt8.self, repeating: 0, count: capacity - end)
     }
 }
 
@@ -124,23 +128,26 @@ protocol FreePageStore {
     func sortedIDs() -> [UInt64]
 }
 
-/// bbolt's array freelist: one sorted array, first fit.
+/// bbolt's array freelist: one sorted array, first fit (the lowest run that fits).
+/// Stored in descending order so the common single-page allocation pops the lowest id in O(1).
 struct ArrayFreePages: FreePageStore {
-    private var ids: [UInt64] = []
-    var count: Int { ids.count }
+    private var descending: [UInt64] = []
+    var count: Int { descending.count }
 
     mutating func allocate(_ n: Int) -> UInt64? {
-        guard !ids.isEmpty else { return nil }
-        var initial: UInt64 = 0
-        var previous: UInt64 = 0
-        for (i, id) in ids.enumerated() {
-            // Reset the run when this id does not follow the previous one.
-            if previous == 0 || id - previous != 1 { initial = id }
-            if id - initial + 1 == UInt64(n) {
-                ids.removeSubrange((i + 1 - n)...i)
-                return initial
+        guard !descending.isEmpty else { return nil }
+        if n == 1 { return descending.removeLast() }
+        // Walk ascending ids (from the end) looking for n consecutive ones.
+        var runEnd = descending.count - 1  // index of the run's lowest id
+        var i = descending.count - 1
+        while i >= 0 {
+            if i < runEnd && descending[i] != descending[i + 1] + 1 { runEnd = i }
+            if runEnd - i + 1 == n {
+                let start = descending[runEnd]
+                descending.removeSubrange(i...runEnd)
+                return start
             }
-            previous = id
+            i -= 1
         }
         return nil
     }
@@ -148,38 +155,57 @@ struct ArrayFreePages: FreePageStore {
     mutating func add(_ sortedIDs: [UInt64]) {
         guard !sortedIDs.isEmpty else { return }
         var merged: [UInt64] = []
-        merged.reserveCapacity(ids.count + sortedIDs.count)
-        var i = 0, j = 0
-        while i < ids.count && j < sortedIDs.count {
-            if ids[i] < sortedIDs[j] { merged.append(ids[i]); i += 1 } else { merged.append(sortedIDs[j]); j += 1 }
+        merged.reserveCapacity(descending.count + sortedIDs.count)
+        var i = 0
+        var j = sortedIDs.count - 1
+        while i < descending.count && j >= 0 {
+            if descending[i] > sortedIDs[j] { merged.append(descending[i]); i += 1 } else { merged.append(sortedIDs[j]); j -= 1 }
         }
-        merged += ids[i...]
-        merged += sortedIDs[j...]
-        ids = merged
+        merged += descending[i...]
+        while j >= 0 { merged.append(sortedIDs[j]); j -= 1 }
+        descending = merged
     }
 
-    mutating func reset(_ sortedIDs: [UInt64]) { ids = sortedIDs }
-    func sortedIDs() -> [UInt64] { ids }
+    mutating func reset(_ sortedIDs: [UInt64]) { descending = sortedIDs.reversed() }
+    func sortedIDs() -> [UInt64] { descending.reversed() }
 }
 
-/// bbolt's hashmap freelist: runs indexed by start, by end and by length.
+/// bbolt's hashmap freelist: runs indexed by start, by end and by length. A run of exactly the
+/// asked length is taken in O(1); otherwise the smallest longer run is split. `bySize` keeps
+/// starts in stacks with lazy deletion (an entry is live only while `byStart` agrees), so merges
+/// never search it.
 struct HashmapFreePages: FreePageStore {
     private var byStart: [UInt64: UInt64] = [:]  // start → length
     private var byEnd: [UInt64: UInt64] = [:]  // last id → length
-    private var bySize: [UInt64: Set<UInt64>] = [:]  // length → starts
+    private var bySize: [UInt64: [UInt64]] = [:]  // length → starts (may hold stale entries)
     private(set) var count = 0
 
     mutating func allocate(_ n: Int) -> UInt64? {
         let size = UInt64(n)
-        if let starts = bySize[size], let start = starts.min() {
+        if let start = popLive(size) {
             removeRun(start: start, size: size)
             return start
         }
-        // No exact fit: split the smallest larger run (deterministic, unlike Go's map order).
-        guard let larger = bySize.keys.filter({ $0 > size }).min(), let start = bySize[larger]!.min() else { return nil }
-        removeRun(start: start, size: larger)
-        addRun(start: start + size, size: larger - size)
-        return start
+        // No exact fit: split the smallest longer run.
+        for larger in bySize.keys.filter({ $0 > size }).sorted() {
+            guard let start = popLive(larger) else { continue }
+            removeRun(start: start, size: larger)
+            addRun(start: start + size, size: larger - size)
+            return start
+        }
+        return nil
+    }
+
+    /// Pops a live start of a run of `size`, dropping stale entries on the way.
+    private mutating func popLive(_ size: UInt64) -> UInt64? {
+        while let start = bySize[size]?.popLast() {
+            if byStart[start] == size {
+                // Keep the entry until removeRun, which only touches the maps.
+                return start
+            }
+        }
+        bySize[size] = nil
+        return nil
     }
 
     mutating func add(_ sortedIDs: [UInt64]) {
@@ -208,6 +234,7 @@ struct HashmapFreePages: FreePageStore {
     }
 
     private mutating func addMerging(_ id: UInt64) {
+        if byStart[id] != nil { return }
         var start = id
         var size: UInt64 = 1
         if id > 0, let leftSize = byEnd[id - 1] {
@@ -227,15 +254,13 @@ struct HashmapFreePages: FreePageStore {
         guard size > 0 else { return }
         byStart[start] = size
         byEnd[start + size - 1] = size
-        bySize[size, default: []].insert(start)
+        bySize[size, default: []].append(start)
         count += Int(size)
     }
 
     private mutating func removeRun(start: UInt64, size: UInt64) {
         byStart[start] = nil
         byEnd[start + size - 1] = nil
-        bySize[size]?.remove(start)
-        if bySize[size]?.isEmpty == true { bySize[size] = nil }
         count -= Int(size)
     }
 }

@@ -11,7 +11,9 @@ struct INode {
 ///
 /// Parent and child links are strong; the transaction breaks them when it ends.
 final class Node {
-    unowned let bucket: Bucket
+    /// Unowned-unsafe: a node lives only inside its bucket's `nodes` and its transaction, which
+    /// both outlive every use of it.
+    unowned(unsafe) let bucket: Bucket
     var isLeaf: Bool
     var unbalanced = false
     var spilled = false
@@ -214,7 +216,7 @@ final class Node {
     func spill() throws(BoltError) {
         if spilled { return }
         let tx = bucket.tx
-        children.sort { $0.inodes[0].key < $1.inodes[0].key }
+        if !isSortedByFirstKey(children) { children.sort { $0.inodes[0].key < $1.inodes[0].key } }
         var i = 0
         while i < children.count {
             try children[i].spill()
@@ -231,6 +233,9 @@ final class Node {
             let (id, buffer, overflow) = try tx.allocate(pages: (size + pageSize - 1) / pageSize)
             node.pgid = id
             node.write(into: buffer, pageID: id, overflow: overflow)
+            // Pages come from the arena unzeroed: zero what follows the data, as bbolt does.
+            let span = (Int(overflow) + 1) * pageSize
+            if size < span { (buffer + size).initializeMemory(as: UInt8.self, repeating: 0, count: span - size) }
             node.spilled = true
             if let parent = node.parent {
                 let oldKey = node.key.count > 0 ? node.key : node.inodes[0].key
@@ -244,6 +249,15 @@ final class Node {
             children = []
             try parent.spill()
         }
+    }
+
+    private func isSortedByFirstKey(_ nodes: [Node]) -> Bool {
+        var i = 1
+        while i < nodes.count {
+            if !(nodes[i - 1].inodes[0].key < nodes[i].inodes[0].key) { return false }
+            i += 1
+        }
+        return true
     }
 
     // MARK: Rebalance

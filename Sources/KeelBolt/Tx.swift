@@ -37,7 +37,8 @@ public final class Tx {
     /// The meta this transaction started from (for a writer: with txid + 1 and its own changes).
     @exclusivity(unchecked) public internal(set) var meta: Meta
     let region: MappedRegion
-    let arena = Arena()
+    /// The writer reuses the database's arena; readers get their own (rarely used).
+    let arena: Arena
     var root: Bucket!
     @exclusivity(unchecked) var dirty: [UInt64: (pointer: UnsafeMutableRawPointer, pages: Int)] = [:]
     /// Runs taken from the freelist, returned to it on rollback.
@@ -54,6 +55,7 @@ public final class Tx {
         self.writable = writable
         self.meta = meta
         self.region = region
+        arena = writable ? db.writerArena : Arena()
         if writable { self.meta.txid += 1 }
         root = Bucket(tx: self, root: meta.root, sequence: meta.sequence)
     }
@@ -220,7 +222,7 @@ public final class Tx {
             trackedNodes = []
             root = nil
             dirty = [:]
-            arena.releaseAll()
+            arena.reset()
             db.endWriter()
         } else {
             root = nil

@@ -61,6 +61,9 @@ public protocol FileHandle: AnyObject, Sendable {
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws(IOError)
     /// Writes all of `bytes` at `offset` (pwrite). Not durable until `sync()`.
     func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) throws(IOError)
+    /// Writes the buffers one after another starting at `offset` (pwritev): one call for pages
+    /// that are contiguous in the file but not in memory.
+    func write(vectors: [UnsafeRawBufferPointer], at offset: Int64) throws(IOError)
     /// fdatasync: makes every earlier write durable. A failure is sticky: the handle then refuses
     /// every write and sync with `IOError.fileLost` (never retry a failed fsync).
     func sync() throws(IOError)

@@ -137,6 +137,34 @@ final class POSIXFileHandle: FileHandle, @unchecked Sendable {
         }
     }
 
+    func write(vectors: [UnsafeRawBufferPointer], at offset: Int64) throws(IOError) {
+        try checkUsable("pwritev")
+        var iov = vectors.map { iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress), iov_len: $0.count) }
+        let total = vectors.reduce(0) { $0 + $1.count }
+        var done = 0
+        var first = 0
+        // At most 1024 vectors per call (IOV_MAX); partial writes resume where they stopped.
+        while done < total {
+            let count = min(iov.count - first, 1024)
+            let n = try iov.withUnsafeMutableBufferPointer { buffer throws(IOError) in
+                try retrying("pwritev", path) { pwritev(fd, buffer.baseAddress! + first, Int32(count), off_t(offset) + off_t(done)) }
+            }
+            if n == 0 {
+                throw IOError.shortTransfer(operation: "pwritev", path: path, offset: offset, expected: total, actual: done)
+            }
+            done += n
+            var consumed = n
+            while first < iov.count && consumed >= iov[first].iov_len {
+                consumed -= iov[first].iov_len
+                first += 1
+            }
+            if consumed > 0 {
+                iov[first].iov_base = iov[first].iov_base! + consumed
+                iov[first].iov_len -= consumed
+            }
+        }
+    }
+
     func sync() throws(IOError) {
         try checkUsable("fdatasync")
         let start = monotonicNanoseconds()

@@ -454,6 +454,15 @@ final class SimHandle: FileHandle, @unchecked Sendable {
         }
     }
 
+    /// One simulated write per buffer, so a crash can keep or tear each one separately.
+    func write(vectors: [UnsafeRawBufferPointer], at offset: Int64) throws(IOError) {
+        var at = offset
+        for v in vectors {
+            try write(v, at: at)
+            at += Int64(v.count)
+        }
+    }
+
     func sync() throws(IOError) {
         try fs.withState { s throws(IOError) in
             try check(s, "fdatasync", writing: true)
