@@ -34,7 +34,7 @@ public final class CrossCheckedBackend: Backend, @unchecked Sendable {
         try journal.checkHealthy()
         let (a, b) = try journal.both("beginWrite", { () throws(BackendError) in try primary.beginWrite() },
                                       { () throws(BackendError) in try secondary.beginWrite() })
-        return CheckedWriteTx(a as! any BackendWriteTx, b as! any BackendWriteTx, journal)
+        return CheckedWriteTx(a, b, journal)
     }
 
     public func size() throws(BackendError) -> Int64 { try primary.size() }

@@ -422,7 +422,7 @@ final class SimHandle: FileHandle, @unchecked Sendable {
     deinit { close() }
 
     private func check(_ s: SimulatedFileSystem.State, _ operation: String, writing: Bool) throws(IOError) {
-        if isClosed.withLock { $0 } || s.generation != generation {
+        if isClosed.withLock({ $0 }) || s.generation != generation {
             throw IOError.system(operation: operation, path: path, errno: EBADF)
         }
         try s.live(operation, path)

@@ -1,0 +1,1 @@
+// Placeholder: this package only exists to build protoc-gen-swift.
