@@ -12,10 +12,13 @@ let package = Package(
         .library(name: "KeelBolt", targets: ["KeelBolt"]),
         .library(name: "KeelLMDB", targets: ["KeelLMDB"]),
         .library(name: "KeelBackend", targets: ["KeelBackend"]),
+        .library(name: "KeelProto", targets: ["KeelProto"]),
+        .library(name: "KeelWAL", targets: ["KeelWAL"]),
         .executable(name: "keelutl", targets: ["keelutl"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", exact: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", exact: "1.39.0"),
     ],
     targets: [
         // Tiny C: _GNU_SOURCE syscalls Glibc does not export, and the SSE4.2 CRC-32C instruction.
@@ -30,15 +33,24 @@ let package = Package(
         .target(name: "KeelLMDB", dependencies: ["CLMDB", "KeelIO"]),
         // The storage protocol the MVCC layer sees, its conformances and the cross-check.
         .target(name: "KeelBackend", dependencies: ["KeelBolt", "KeelLMDB", "KeelIO"]),
+        // etcd's wire and disk messages, generated once by tools/gen-proto.sh and committed.
+        .target(name: "KeelProto", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        // etcd's write-ahead log and .snap files.
+        .target(name: "KeelWAL", dependencies: ["KeelIO", "KeelProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        // The fdatasync latency profiler.
+        .target(name: "KeelDiskProfiler", dependencies: ["KeelIO"]),
         // The `keelutl bench` workloads.
-        .target(name: "KeelBench", dependencies: ["KeelBackend", "KeelBolt", "KeelIO"]),
+        .target(name: "KeelBench", dependencies: ["KeelBackend", "KeelBolt", "KeelIO", "KeelWAL"]),
         // Offline tools. Never links gRPC or NIO, so its release build stays quick.
         .executableTarget(name: "keelutl", dependencies: [
-            "KeelBolt", "KeelIO", "KeelBench",
+            "KeelBolt", "KeelIO", "KeelBench", "KeelWAL", "KeelDiskProfiler",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        // Helpers shared by the test targets (temporary directories, seeds, Go interop programs).
+        .target(name: "KeelTestSupport", path: "Sources/KeelTestSupport"),
         .testTarget(name: "KeelIOTests", dependencies: ["KeelIO"]),
         .testTarget(name: "KeelBoltTests", dependencies: ["KeelBolt", "KeelIO"]),
+        .testTarget(name: "KeelWALTests", dependencies: ["KeelWAL", "KeelProto", "KeelIO", "KeelDiskProfiler", "KeelTestSupport"]),
         .testTarget(name: "KeelBackendTests", dependencies: ["KeelBackend", "KeelBench", "KeelBolt", "KeelLMDB", "KeelIO"]),
     ],
     swiftLanguageModes: [.v6]

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 swift build -c release --package-path tools/protoc-plugins --product protoc-gen-swift
 plugin=tools/protoc-plugins/.build/release/protoc-gen-swift
-rm -f Sources/KeelProto/*.pb.swift
+mkdir -p Sources/KeelProto && rm -f Sources/KeelProto/*.pb.swift
 protoc -I Protos --plugin=protoc-gen-swift="$plugin" \
   --swift_out=Sources/KeelProto --swift_opt=Visibility=Public,FileNaming=PathToUnderscores \
   $(cd Protos && find etcd -name '*.proto' | sort)

@@ -145,6 +145,25 @@ public final class SimulatedFileSystem: FileSystem, @unchecked Sendable {
     public func rename(_ from: String, to: String) throws(IOError) {
         try withState { s throws(IOError) in
             try s.live("rename", from)
+            if s.directories.contains(from) {
+                // A directory: move it and everything under it.
+                try s.mutate("rename", from)
+                let prefix = from + "/"
+                s.directories.remove(from)
+                s.directories.insert(to)
+                for dir in s.directories where dir.hasPrefix(prefix) {
+                    s.directories.remove(dir)
+                    s.directories.insert(to + "/" + dir.dropFirst(prefix.count))
+                }
+                for (path, file) in s.names where path.hasPrefix(prefix) {
+                    s.names[path] = nil
+                    s.names[to + "/" + path.dropFirst(prefix.count)] = file
+                }
+                s.durableDirectories.insert(to)
+                s.dirtyDirectories.insert(parentDirectory(from))
+                s.dirtyDirectories.insert(parentDirectory(to))
+                return
+            }
             guard let file = s.names[from] else { throw IOError.system(operation: "rename", path: from, errno: ENOENT) }
             try s.mutate("rename", from)
             s.names[from] = nil
@@ -169,8 +188,10 @@ public final class SimulatedFileSystem: FileSystem, @unchecked Sendable {
             try s.live("fsync directory", path)
             guard s.directories.contains(path) else { throw IOError.system(operation: "open directory", path: path, errno: ENOENT) }
             try s.mutate("fsync directory", path)
-            s.durableNames = s.durableNames.filter { parentDirectory($0.key) != path }
-            for (name, file) in s.names where parentDirectory(name) == path { s.durableNames[name] = file }
+            // Entries directly in this directory, and (approximating a renamed subdirectory) below it.
+            let prefix = path == "/" ? "/" : path + "/"
+            s.durableNames = s.durableNames.filter { !$0.key.hasPrefix(prefix) }
+            for (name, file) in s.names where name.hasPrefix(prefix) { s.durableNames[name] = file }
             s.dirtyDirectories.remove(path)
         }
     }
