@@ -5,11 +5,21 @@ import KeelBench
 import Glibc
 #endif
 
-/// `keelutl bench`: bbolt bench's flags and phases, plus random reads, a scan and small
-/// synced transactions.
+/// `keelutl bench`: the storage engines (default) or the WAL.
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
+        abstract: "Benchmarks: the storage engines (default) or the WAL (`keelutl bench wal`).",
+        subcommands: [StorageBenchCommand.self, WALBenchCommand.self],
+        defaultSubcommand: StorageBenchCommand.self
+    )
+}
+
+/// `keelutl bench [storage]`: bbolt bench's flags and phases, plus random reads, a scan and
+/// small synced transactions.
+struct StorageBenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "storage",
         abstract: "Benchmark the storage engine: write, random point reads, full scan, small synced transactions.",
         discussion: """
         Keys go to bucket "bench": a big-endian counter in the leading bytes (seq) or random bytes (rnd);
@@ -136,6 +146,7 @@ struct BenchCommand: ParsableCommand {
     /// Runs this bench for one engine in a child process and reads its JSON lines.
     private func runChild(_ kind: BenchBackendKind) throws -> [PhaseResult] {
         var arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments.first == "bench" && arguments.dropFirst().first != "storage" { arguments.insert("storage", at: 1) }
         // Replace --backend (either form) and force JSON.
         var filtered: [String] = []
         var skipNext = false
