@@ -1,12 +1,13 @@
 
 /// A thread-safe histogram of durations with bounded memory: log2 buckets of nanoseconds, each cut
-/// into 16 linear sub-buckets (about 6% resolution), from 1 ns to about 5 hours.
+/// into 64 linear sub-buckets (about 1.5% resolution), from 1 ns to about 5 hours.
 ///
 /// Every fdatasync the POSIX file system performs is recorded in `FileSyncLatency.shared`, which
 /// the disk profiler and the metrics endpoint read.
 public final class LatencyHistogram: Sendable {
-    static let subBuckets = 16
-    static let majorBuckets = 44
+    static let subBuckets = 64
+    static let subBucketBits = 6
+    static let majorBuckets = 42
     private struct State {
         var counts = [UInt64](repeating: 0, count: LatencyHistogram.subBuckets * LatencyHistogram.majorBuckets)
         var total: UInt64 = 0
@@ -20,17 +21,17 @@ public final class LatencyHistogram: Sendable {
     static func bucketIndex(_ ns: UInt64) -> Int {
         let value = max(ns, 1)
         let log = 63 - value.leadingZeroBitCount  // floor(log2)
-        if log < 4 { return Int(value) }  // 1...15 map 1:1 into the first sub-buckets
-        let sub = Int((value >> UInt64(log - 4)) & 0xF)
-        let index = (log - 3) * subBuckets + sub
+        if log < subBucketBits { return Int(value) }  // 1...63 map 1:1 into the first sub-buckets
+        let sub = Int((value >> UInt64(log - subBucketBits)) & UInt64(subBuckets - 1))
+        let index = (log - subBucketBits + 1) * subBuckets + sub
         return min(index, subBuckets * majorBuckets - 1)
     }
 
     static func bucketUpperBound(_ index: Int) -> UInt64 {
         if index < subBuckets { return UInt64(index) }
-        let log = index / subBuckets + 3
+        let log = index / subBuckets + subBucketBits - 1
         let sub = UInt64(index % subBuckets)
-        return ((16 + sub + 1) << UInt64(log - 4)) - 1
+        return ((UInt64(subBuckets) + sub + 1) << UInt64(log - subBucketBits)) - 1
     }
 
     /// Records one duration.
@@ -64,7 +65,7 @@ public final class LatencyHistogram: Sendable {
         /// The largest duration seen.
         public let maxNanoseconds: UInt64
 
-        /// The duration at quantile `q` (0...1): an upper bound within about 6%, never above the maximum.
+        /// The duration at quantile `q` (0...1): an upper bound within about 1.5%, never above the maximum.
         public func percentile(_ q: Double) -> UInt64 {
             guard total > 0 else { return 0 }
             let rank = max(1, UInt64((Double(total) * min(max(q, 0), 1)).rounded(.up)))

@@ -50,36 +50,49 @@ public final class GroupCommitLog: @unchecked Sendable {
             }
             return index
         }
-        while !state.withLock({ _ in me.done }) {
-            if state.withLock({ _ in me.lead }) {
-                flushOneBatch()
-            } else {
-                me.semaphore.wait()
+        var batchesLed = 0
+        while true {
+            let (done, lead) = state.withLock { _ in (me.done, me.lead) }
+            if lead {
+                // Keep leading while writers are queued (no hand-off wake-up), up to a bound so
+                // the leader's own append is not held back for long.
+                batchesLed += 1
+                flushOneBatch(leader: me, mayKeepLead: batchesLed < GroupCommitLog.batchesPerLeaderMax)
+                continue
             }
+            if done { break }
+            me.semaphore.wait()
         }
         if let failure = state.withLock({ $0.failure }) { throw failure }
         return index
     }
 
-    /// Writes and syncs everything queued, wakes those writers, then passes the lead on.
-    private func flushOneBatch() {
+    /// Batches one leader may write before handing the lead to a queued writer.
+    static let batchesPerLeaderMax = 4
+
+    /// Writes and syncs everything queued and wakes those writers. Then `leader` keeps the lead
+    /// when allowed and writers are still queued; otherwise it passes the lead to the first
+    /// queued writer, or releases it when none is queued.
+    private func flushOneBatch(leader: Waiter, mayKeepLead: Bool) {
         let (entries, waiters) = state.withLock { s -> ([Entry], [Waiter]) in
             let batch = (s.queued, s.waiters)
             s.queued = []
             s.waiters = []
+            if batch.0.isEmpty {
+                s.flushing = false
+                leader.lead = false
+            }
             return batch
         }
+        if entries.isEmpty { return }
         var failure: WALError?
-        if !entries.isEmpty {
-            do throws(WALError) { try wal.save(hardState: HardState(), entries: entries) } catch { failure = error }
-        }
+        do throws(WALError) { try wal.save(hardState: HardState(), entries: entries) } catch { failure = error }
         let next: Waiter? = state.withLock { s in
             s.syncs += 1
             if let failure { s.failure = failure }
-            for w in waiters {
-                w.done = true
-                w.lead = false
-            }
+            for w in waiters { w.done = true }
+            if mayKeepLead && !s.waiters.isEmpty && failure == nil { return nil }
+            leader.lead = false
             if let first = s.waiters.first {
                 first.lead = true
                 return first
@@ -87,7 +100,7 @@ public final class GroupCommitLog: @unchecked Sendable {
             s.flushing = false
             return nil
         }
-        for w in waiters { w.semaphore.signal() }
+        for w in waiters where w !== leader { w.semaphore.signal() }
         next?.semaphore.signal()
     }
 

@@ -51,8 +51,8 @@ final class ChecksumTests: XCTestCase {
         XCTAssertEqual(s.maxNanoseconds, 1_000_000)
         let p50 = Double(s.percentile(0.5))
         let p99 = Double(s.percentile(0.99))
-        XCTAssertEqual(p50, 500_000, accuracy: 500_000 * 0.07)
-        XCTAssertEqual(p99, 990_000, accuracy: 990_000 * 0.07)
+        XCTAssertEqual(p50, 500_000, accuracy: 500_000 * 0.02)
+        XCTAssertEqual(p99, 990_000, accuracy: 990_000 * 0.02)
         XCTAssertEqual(s.percentile(1.0), 1_000_000)
         XCTAssertEqual(LatencyHistogram().snapshot().percentile(0.5), 0)
         // Bucket bounds are monotonic and each value falls in a bucket whose bound is >= it.
