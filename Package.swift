@@ -49,9 +49,9 @@ let package = Package(
         // Helpers shared by the test targets (temporary directories, seeds, Go interop programs).
         .target(name: "KeelTestSupport", path: "Sources/KeelTestSupport"),
         .testTarget(name: "KeelIOTests", dependencies: ["KeelIO"]),
-        .testTarget(name: "KeelBoltTests", dependencies: ["KeelBolt", "KeelIO"]),
+        .testTarget(name: "KeelBoltTests", dependencies: ["KeelBolt", "KeelIO", "KeelTestSupport"]),
         .testTarget(name: "KeelWALTests", dependencies: ["KeelWAL", "KeelProto", "KeelIO", "KeelDiskProfiler", "KeelTestSupport"]),
-        .testTarget(name: "KeelBackendTests", dependencies: ["KeelBackend", "KeelBench", "KeelBolt", "KeelLMDB", "KeelIO"]),
+        .testTarget(name: "KeelBackendTests", dependencies: ["KeelBackend", "KeelBench", "KeelBolt", "KeelLMDB", "KeelIO", "KeelTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -4,26 +4,10 @@ import KeelBench
 import KeelBolt
 import KeelIO
 import KeelLMDB
+@_exported import KeelTestSupport
 import XCTest
 
 func b(_ s: String) -> [UInt8] { Array(s.utf8) }
-
-func testSeed(_ name: String = #function) -> UInt64 {
-    if let text = ProcessInfo.processInfo.environment["KEEL_SEED"], let seed = UInt64(text) {
-        print("\(name): seed \(seed) (from KEEL_SEED)")
-        return seed
-    }
-    let seed = UInt64.random(in: 1...UInt64(Int64.max))
-    print("\(name): seed \(seed) (replay with KEEL_SEED=\(seed))")
-    return seed
-}
-
-func temporaryDirectory(_ test: XCTestCase) throws -> String {
-    let path = NSTemporaryDirectory() + "keel-backend-" + UUID().uuidString
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    test.addTeardownBlock { try? FileManager.default.removeItem(atPath: path) }
-    return path
-}
 
 func openPair(_ dir: String, pageSize: Int = 4096, mapSize: Int = 1 << 30) throws(BackendError) -> CrossCheckedBackend {
     var boltOptions = Options()

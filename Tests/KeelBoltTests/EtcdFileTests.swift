@@ -28,7 +28,7 @@ final class EtcdProcess {
     init(dataDir: String) throws {
         guard let etcd = Shell.which("etcd"), Shell.which("etcdctl") != nil else {
             let message = "etcd/etcdctl are not installed (apt-get install etcd-server etcd-client)"
-            if ProcessInfo.processInfo.environment["CI"] != nil { throw GoOracle.OracleError.missing(message) }
+            if ProcessInfo.processInfo.environment["CI"] != nil { throw InteropError.missing(message) }
             throw XCTSkip(message)
         }
         self.dataDir = dataDir
@@ -52,7 +52,7 @@ final class EtcdProcess {
             usleep(200_000)
         }
         stop()
-        throw GoOracle.OracleError.failed("etcd did not become healthy on \(clientURL)")
+        throw InteropError.failed("etcd did not become healthy on \(clientURL)")
     }
 
     @discardableResult

@@ -1,21 +1,11 @@
 import Foundation
 import KeelBolt
 import KeelIO
+@_exported import KeelTestSupport
 import XCTest
 
 /// Bytes of a string.
 func b(_ s: String) -> [UInt8] { Array(s.utf8) }
-
-/// A seed from KEEL_SEED or a fresh random one; printed so a failure can be replayed.
-func testSeed(_ name: String = #function) -> UInt64 {
-    if let text = ProcessInfo.processInfo.environment["KEEL_SEED"], let seed = UInt64(text) {
-        print("\(name): seed \(seed) (from KEEL_SEED)")
-        return seed
-    }
-    let seed = UInt64.random(in: 1...UInt64(Int64.max))
-    print("\(name): seed \(seed) (replay with KEEL_SEED=\(seed))")
-    return seed
-}
 
 /// Options over a simulated file system.
 func simOptions(_ fs: SimulatedFileSystem, pageSize: Int = 4096, configure: (inout Options) -> Void = { _ in }) -> Options {
@@ -60,10 +50,3 @@ func readModel(_ bucket: Bucket) throws -> [[UInt8]: ModelEntry] {
     return result
 }
 
-/// A temporary directory removed at the end of the test.
-func temporaryDirectory(_ test: XCTestCase) throws -> String {
-    let path = NSTemporaryDirectory() + "keel-test-" + UUID().uuidString
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    test.addTeardownBlock { try? FileManager.default.removeItem(atPath: path) }
-    return path
-}
