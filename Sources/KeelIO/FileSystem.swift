@@ -77,7 +77,11 @@ public protocol FileHandle: AnyObject, Sendable {
     /// Takes an advisory lock, retrying every 50 ms until `timeoutSeconds` (nil waits for ever,
     /// 0 tries once).
     func lock(_ kind: LockKind, timeoutSeconds: Double?) throws(IOError)
-    /// Releases the lock taken by `lock`.
+    /// Takes an open-file-description lock on the whole file (fcntl F_OFD_SETLK), as etcd locks
+    /// its WAL segments, retrying every 50 ms until `timeoutSeconds`. OFD locks and flock locks do
+    /// not see each other on Linux, so a file must be locked the same way by every program.
+    func lockRecord(_ kind: LockKind, timeoutSeconds: Double?) throws(IOError)
+    /// Releases the lock taken by `lock` or `lockRecord`.
     func unlock()
     /// Maps `length` bytes from offset 0 read-only and shared, so later writes through `write`
     /// become visible. `length` may exceed the file size: that reserves address space, and the

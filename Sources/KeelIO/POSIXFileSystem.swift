@@ -230,10 +230,39 @@ final class POSIXFileHandle: FileHandle, @unchecked Sendable {
         }
     }
 
+    private let recordLocked = Locked(false)
+
+    func lockRecord(_ kind: LockKind, timeoutSeconds: Double?) throws(IOError) {
+        let start = monotonicNanoseconds()
+        while true {
+            if keel_ofd_lock(fd, kind == .exclusive ? 1 : 0, 0) == 0 {
+                recordLocked.withLock { $0 = true }
+                return
+            }
+            let code = errno
+            if code == EINVAL || code == ENOSYS {
+                // No OFD locks on this kernel: fall back to flock, as etcd does.
+                try lock(kind, timeoutSeconds: timeoutSeconds)
+                return
+            }
+            if code != EAGAIN && code != EACCES && code != EINTR {
+                throw IOError.system(operation: "fcntl(F_OFD_SETLK)", path: path, errno: code)
+            }
+            if let timeout = timeoutSeconds, Double(monotonicNanoseconds() &- start) / 1e9 >= timeout {
+                throw IOError.lockTimeout(path: path)
+            }
+            usleep(50_000)
+        }
+    }
+
     func unlock() {
         lockMode.withLock { mode in
             if mode != nil { _ = flock(fd, LOCK_UN) }
             mode = nil
+        }
+        recordLocked.withLock { held in
+            if held { _ = keel_ofd_unlock(fd) }
+            held = false
         }
     }
 

@@ -554,6 +554,11 @@ final class SimHandle: FileHandle, @unchecked Sendable {
         }
     }
 
+    /// Modelled like `lock` (one lock kind in the simulation).
+    func lockRecord(_ kind: LockKind, timeoutSeconds: Double?) throws(IOError) {
+        try lock(kind, timeoutSeconds: timeoutSeconds)
+    }
+
     func unlock() {
         let me = ObjectIdentifier(self)
         try? fs.withState { s throws(IOError) in

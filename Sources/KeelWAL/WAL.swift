@@ -62,7 +62,7 @@ public final class WAL {
         let name = SegmentName.make(sequence: 0, index: 0)
         let handle = try io { () throws(IOError) in
             let h = try fs.open(joinPath(temporary, name), options: OpenOptions(writable: true, create: true, exclusive: true, mode: 0o600))
-            try h.lock(.exclusive, timeoutSeconds: 0)
+            try h.lockRecord(.exclusive, timeoutSeconds: 0)
             try h.preallocate(offset: 0, length: segmentSize, keepSize: false)
             return h
         }
@@ -99,7 +99,7 @@ public final class WAL {
                 try fs.open(joinPath(directory, name), options: forWriting ? .readWrite : .readOnly)
             }
             if forWriting {
-                try io { () throws(IOError) in try handle.lock(.exclusive, timeoutSeconds: 0) }
+                try io { () throws(IOError) in try handle.lockRecord(.exclusive, timeoutSeconds: 0) }
             }
             wal.locked.append((name, handle))
         }
@@ -279,7 +279,7 @@ public final class WAL {
         let handle = try io { () throws(IOError) in
             if fs.exists(temporary) { try fs.remove(temporary) }
             let h = try fs.open(temporary, options: OpenOptions(writable: true, create: true, mode: 0o600))
-            try h.lock(.exclusive, timeoutSeconds: 0)
+            try h.lockRecord(.exclusive, timeoutSeconds: 0)
             try h.preallocate(offset: 0, length: size, keepSize: false)
             return h
         }

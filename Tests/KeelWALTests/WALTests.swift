@@ -75,6 +75,23 @@ final class WALTests: XCTestCase {
         XCTAssertEqual(read.hardState.commit, 391)
     }
 
+    /// Segments are locked with OFD locks, as etcd locks them, so a second writer (Keel's or
+    /// etcd's) is kept out.
+    func testSegmentsAreLockedAgainstASecondWriter() throws {
+        let dir = try temporaryDirectory(self)
+        let fs = POSIXFileSystem()
+        let wal = try WAL.create(fileSystem: fs, directory: dir + "/wal", metadata: [1])
+        try wal.save(hardState: HardState(term: 1), entries: entries(1...3))
+        XCTAssertThrowsError(try WAL.open(fileSystem: fs, directory: dir + "/wal")) { error in
+            guard case .io(.lockTimeout)? = error as? WALError else { return XCTFail("\(error)") }
+        }
+        XCTAssertNoThrow(try WAL.open(fileSystem: fs, directory: dir + "/wal", forWriting: false).readAll())
+        try wal.close()
+        let again = try WAL.open(fileSystem: fs, directory: dir + "/wal")
+        XCTAssertEqual(try again.readAll().entries.count, 3)
+        try again.close()
+    }
+
     func testSyncFailureDisablesAppends() throws {
         let fs = SimulatedFileSystem(seed: 4)
         let wal = try WAL.create(fileSystem: fs, directory: "/wal", metadata: [7])
