@@ -72,6 +72,46 @@ final class WALCrashTests: XCTestCase {
     }
 }
 
+/// A crash at every step of `repair` itself: the log is afterwards either still torn (and a
+/// second repair fixes it) or repaired, and every synced entry is still there.
+final class WALRepairCrashTests: XCTestCase {
+    func tornLog(_ fs: SimulatedFileSystem) throws -> UInt64 {
+        try fs.makeDirectory("/data", intermediate: true)
+        let wal = try WAL.create(fileSystem: fs, directory: "/data/wal", metadata: [5], segmentSize: 1 << 20)
+        try wal.save(hardState: HardState(term: 1, vote: 1), entries: entries(1...40, size: 300))
+        try wal.close()
+        // Tear the last record: zero its final sector-aligned bytes.
+        let name = "/data/wal/" + (try WAL.segmentNames(fs, "/data/wal")).last!
+        var bytes = fs.contents(of: name)!
+        let end = bytes.lastIndex { $0 != 0 }!
+        for i in ((end - 100) / 512 * 512)...end { bytes[i] = 0 }
+        fs.setContents(of: name, bytes)
+        return 38
+    }
+
+    func testCrashDuringRepair() throws {
+        let probe = SimulatedFileSystem(seed: 9)
+        let safe = try tornLog(probe)
+        let before = probe.mutatingOperations
+        XCTAssertTrue(try WAL.repair(fileSystem: probe, directory: "/data/wal"))
+        let steps = probe.mutatingOperations - before
+        XCTAssertGreaterThan(steps, 2)
+        for point in 1...steps {
+            for mode in SimulatedFileSystem.CrashMode.allCases {
+                let fs = SimulatedFileSystem(seed: UInt64(point))
+                _ = try tornLog(fs)
+                fs.crash(afterOperations: point)
+                XCTAssertThrowsError(try WAL.repair(fileSystem: fs, directory: "/data/wal"))
+                fs.restart(mode: mode)
+                let context = "repair crash point \(point)/\(steps) mode \(mode)"
+                XCTAssertTrue(try WAL.repair(fileSystem: fs, directory: "/data/wal"), context)
+                let contents = try WAL.open(fileSystem: fs, directory: "/data/wal", forWriting: false).readAll()
+                XCTAssertGreaterThanOrEqual(UInt64(contents.entries.count), safe, context)
+            }
+        }
+    }
+}
+
 /// Damaged logs: typed errors naming the segment and offset, never a trap or a hang.
 final class WALBadInputTests: XCTestCase {
     func makeLog(_ fs: SimulatedFileSystem) throws -> [String] {
