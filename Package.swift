@@ -39,11 +39,14 @@ let package = Package(
         .target(name: "KeelWAL", dependencies: ["KeelIO", "KeelProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         // The fdatasync latency profiler.
         .target(name: "KeelDiskProfiler", dependencies: ["KeelIO"]),
+        // Offline inspection behind `keelutl` (bbolt files, etcd schema, WAL and snap files).
+        .target(name: "KeelInspect", dependencies: ["KeelBolt", "KeelWAL", "KeelProto", "KeelIO",
+                                                    .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         // The `keelutl bench` workloads.
         .target(name: "KeelBench", dependencies: ["KeelBackend", "KeelBolt", "KeelIO", "KeelWAL"]),
         // Offline tools. Never links gRPC or NIO, so its release build stays quick.
         .executableTarget(name: "keelutl", dependencies: [
-            "KeelBolt", "KeelIO", "KeelBench", "KeelWAL", "KeelDiskProfiler",
+            "KeelBolt", "KeelIO", "KeelBench", "KeelWAL", "KeelDiskProfiler", "KeelInspect",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Helpers shared by the test targets (temporary directories, seeds, Go interop programs).

@@ -364,3 +364,13 @@ func removeTree(_ fs: any FileSystem, _ path: String) throws(IOError) {
     }
     try fs.removeDirectory(path)
 }
+
+extension WAL {
+    /// Every record of every segment in order, with CRC checks (for inspection tools).
+    /// - Throws: the first damage met (torn tail, CRC mismatch, …) after reporting what came before.
+    public static func dumpRecords(fileSystem fs: any FileSystem, directory: String,
+                                   _ body: (RecordInfo) throws(WALError) -> Void) throws(WALError) {
+        var reader = SegmentReader(fs: fs, directory: directory, names: try segmentNames(fs, directory))
+        try reader.forEach(body)
+    }
+}

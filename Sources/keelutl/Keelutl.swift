@@ -6,6 +6,8 @@ struct Keelutl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keelutl",
         abstract: "Offline tools for Keel and bbolt files: benchmarks and consistency checks.",
-        subcommands: [BenchCommand.self, CheckCommand.self, CrossCheckCommand.self, DiskProfileCommand.self]
+        subcommands: [BenchCommand.self, CheckCommand.self, CrossCheckCommand.self, DiskProfileCommand.self,
+                      InfoCommand.self, BucketsCommand.self, KeysCommand.self, GetCommand.self,
+                      SnapshotCommand.self, EtcdCommand.self, WALCommand.self]
     )
 }
