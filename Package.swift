@@ -54,6 +54,7 @@ let package = Package(
         .testTarget(name: "KeelIOTests", dependencies: ["KeelIO"]),
         .testTarget(name: "KeelBoltTests", dependencies: ["KeelBolt", "KeelIO", "KeelTestSupport"]),
         .testTarget(name: "KeelWALTests", dependencies: ["KeelWAL", "KeelProto", "KeelIO", "KeelDiskProfiler", "KeelTestSupport"]),
+        .testTarget(name: "KeelInspectTests", dependencies: ["KeelInspect", "KeelBolt", "KeelIO", "KeelTestSupport"]),
         .testTarget(name: "KeelBackendTests", dependencies: ["KeelBackend", "KeelBench", "KeelBolt", "KeelLMDB", "KeelIO", "KeelTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
