@@ -235,3 +235,65 @@ struct Checker {
         return error.description
     }
 }
+
+/// What a page below the high-water mark is used for, as `check`'s walk finds it.
+public enum PageUse: String, Sendable {
+    case meta, freelist, branch, leaf, overflow, free, unreachable
+}
+
+extension Tx {
+    /// The use of every page below the high-water mark: reachable pages by type (overflow pages
+    /// of a run as `.overflow`), freelist-listed pages as `.free`, the rest `.unreachable` (for a
+    /// file stored without a freelist those are its free pages). Also the bytes in use per page.
+    public func pageUses() -> [(use: PageUse, used: Int)] {
+        var checker = Checker(tx: self)
+        checker.run()
+        var result = [(use: PageUse, used: Int)](repeating: (.unreachable, 0), count: Int(meta.pgid))
+        result[0] = (.meta, 80)
+        if result.count > 1 { result[1] = (.meta, 80) }
+        // Without a stored freelist, pages nothing reaches are simply the free ones.
+        let strayUse: PageUse = checker.hasFreelist ? .unreachable : .free
+        for i in 2..<result.count { result[i] = (strayUse, 0) }
+        var id = 2
+        while id < Int(meta.pgid) {
+            if checker.freed[id] && !checker.reachable[id] {
+                result[id] = (.free, 0)
+                id += 1
+                continue
+            }
+            guard checker.reachable[id], let page = try? rawPage(UInt64(id)) else { id += 1; continue }
+            let use: PageUse
+            switch page.flags {
+            case .branch: use = .branch
+            case .leaf: use = .leaf
+            case .freelist: use = .freelist
+            case .meta: use = .meta
+            default: use = .unreachable
+            }
+            let span = Int(page.overflow) + 1
+            let used = Self.usedBytes(page, use)
+            for k in 0..<span where id + k < result.count {
+                result[id + k] = (k == 0 ? use : .overflow, min(max(used - k * db.pageSize, 0), db.pageSize))
+            }
+            id += span
+        }
+        return result
+    }
+
+    private static func usedBytes(_ page: PageView, _ use: PageUse) -> Int {
+        switch use {
+        case .freelist: return PageLayout.headerSize + 8 * page.count
+        case .leaf, .branch:
+            var used = PageLayout.headerSize + page.count * PageLayout.leafElementSize
+            for i in 0..<page.count {
+                if use == .leaf {
+                    used += ((try? page.leafKey(i, pageID: page.id).count) ?? 0) + ((try? page.leafValue(i, pageID: page.id).count) ?? 0)
+                } else {
+                    used += (try? page.branchKey(i, pageID: page.id).count) ?? 0
+                }
+            }
+            return used
+        default: return 0
+        }
+    }
+}

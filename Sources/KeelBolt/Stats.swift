@@ -22,7 +22,10 @@ public struct BucketStats: Sendable, Equatable {
     /// Bytes used by inline buckets.
     public var inlineBucketInuse = 0
 
-    mutating func add(_ other: BucketStats) {
+    public init() {}
+
+    /// Adds another bucket's statistics (depth: the deeper).
+    public mutating func add(_ other: BucketStats) {
         branchPageN += other.branchPageN
         branchOverflowN += other.branchOverflowN
         leafPageN += other.leafPageN

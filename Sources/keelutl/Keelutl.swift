@@ -8,6 +8,7 @@ struct Keelutl: ParsableCommand {
         abstract: "Offline tools for Keel and bbolt files: benchmarks and consistency checks.",
         subcommands: [BenchCommand.self, CheckCommand.self, CrossCheckCommand.self, DiskProfileCommand.self,
                       InfoCommand.self, BucketsCommand.self, KeysCommand.self, GetCommand.self,
-                      SnapshotCommand.self, EtcdCommand.self, WALCommand.self]
+                      SnapshotCommand.self, EtcdCommand.self, WALCommand.self,
+                      PagesCommand.self, PageCommand.self, PageItemCommand.self, DumpCommand.self, StatsCommand.self, CompactCommand.self]
     )
 }
