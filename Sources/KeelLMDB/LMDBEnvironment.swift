@@ -252,6 +252,34 @@ public final class LMDBEnvironment: @unchecked Sendable {
         try check("mdb_env_copy2 '\(directory)'", mdb_env_copy2(env, directory, compact ? UInt32(MDB_CP_COMPACT) : 0))
     }
 
+    /// The keys of the unnamed database: the names of the named databases when the environment
+    /// uses them (for inspecting environments Keel did not make).
+    public func namedDatabases() throws(LMDBError) -> [String] {
+        try rawEntries(database: nil).map { String(decoding: $0.key, as: UTF8.self) }
+    }
+
+    /// Every entry of a database by its LMDB name (nil: the unnamed one), copied.
+    public func rawEntries(database: String?) throws(LMDBError) -> [(key: [UInt8], value: [UInt8])] {
+        var txn: OpaquePointer?
+        try check("mdb_txn_begin", mdb_txn_begin(env, nil, UInt32(MDB_RDONLY), &txn))
+        defer { mdb_txn_abort(txn) }
+        var dbi: MDB_dbi = 0
+        try check("mdb_dbi_open \(database ?? "(unnamed)")", mdb_dbi_open(txn, database, 0, &dbi))
+        var cursor: OpaquePointer?
+        try check("mdb_cursor_open", mdb_cursor_open(txn, dbi, &cursor))
+        defer { mdb_cursor_close(cursor) }
+        var key = MDB_val()
+        var data = MDB_val()
+        var result: [(key: [UInt8], value: [UInt8])] = []
+        var op = MDB_FIRST
+        while mdb_cursor_get(cursor, &key, &data, op) == 0 {
+            result.append((Array(UnsafeRawBufferPointer(start: key.mv_data, count: key.mv_size)),
+                           Array(UnsafeRawBufferPointer(start: data.mv_data, count: data.mv_size))))
+            op = MDB_NEXT
+        }
+        return result
+    }
+
     /// Clears reader slots left by dead processes; returns how many.
     @discardableResult
     public func clearStaleReaders() -> Int {

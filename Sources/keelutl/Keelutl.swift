@@ -9,6 +9,7 @@ struct Keelutl: ParsableCommand {
         subcommands: [BenchCommand.self, CheckCommand.self, CrossCheckCommand.self, DiskProfileCommand.self,
                       InfoCommand.self, BucketsCommand.self, KeysCommand.self, GetCommand.self,
                       SnapshotCommand.self, EtcdCommand.self, WALCommand.self,
-                      PagesCommand.self, PageCommand.self, PageItemCommand.self, DumpCommand.self, StatsCommand.self, CompactCommand.self]
+                      PagesCommand.self, PageCommand.self, PageItemCommand.self, DumpCommand.self, StatsCommand.self, CompactCommand.self,
+                      SnapCommand.self, LMDBCommand.self]
     )
 }
