@@ -28,6 +28,8 @@ public enum Shell {
         public var status: Int32
         public var stdout: String
         public var stderr: String
+        /// Whether the program died of a signal (a crash) rather than exiting.
+        public var signaled = false
     }
 
     /// Runs `arguments[0]` (looked up in PATH) and waits.
@@ -46,7 +48,8 @@ public enum Shell {
         let outData = PipeDrain(out.fileHandleForReading)
         let errData = PipeDrain(err.fileHandleForReading)
         process.waitUntilExit()
-        return Output(status: process.terminationStatus, stdout: outData.wait(), stderr: errData.wait())
+        return Output(status: process.terminationStatus, stdout: outData.wait(), stderr: errData.wait(),
+                      signaled: process.terminationReason == .uncaughtSignal)
     }
 
     public static func which(_ name: String) -> String? {
@@ -148,4 +151,14 @@ public final class TestLocked<Value>: @unchecked Sendable {
         defer { lock.unlock() }
         return try body(&value)
     }
+}
+
+/// The `keelutl` binary built next to the test bundle.
+public func keelutlPath() throws -> String {
+    let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    for candidate in [dir, dir.deletingLastPathComponent()] {
+        let path = candidate.appendingPathComponent("keelutl").path
+        if FileManager.default.isExecutableFile(atPath: path) { return path }
+    }
+    throw XCTSkip("keelutl is not built next to the tests (run swift build first)")
 }
