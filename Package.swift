@@ -42,6 +42,10 @@ let package = Package(
         // Offline inspection behind `keelutl` (bbolt files, etcd schema, WAL and snap files).
         .target(name: "KeelInspect", dependencies: ["KeelBolt", "KeelWAL", "KeelProto", "KeelIO",
                                                     .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        // Fuzz target bodies (shared by the libFuzzer executables and the corpus replay test).
+        .target(name: "KeelFuzz", dependencies: ["KeelBolt", "KeelWAL", "KeelIO"]),
+        .executableTarget(name: "FuzzBoltFile", dependencies: ["KeelFuzz"]),
+        .executableTarget(name: "FuzzWALSegment", dependencies: ["KeelFuzz"]),
         // The `keelutl bench` workloads.
         .target(name: "KeelBench", dependencies: ["KeelBackend", "KeelBolt", "KeelIO", "KeelWAL"]),
         // Offline tools. Never links gRPC or NIO, so its release build stays quick.
@@ -54,7 +58,7 @@ let package = Package(
         .testTarget(name: "KeelIOTests", dependencies: ["KeelIO"]),
         .testTarget(name: "KeelBoltTests", dependencies: ["KeelBolt", "KeelIO", "KeelTestSupport"]),
         .testTarget(name: "KeelWALTests", dependencies: ["KeelWAL", "KeelProto", "KeelIO", "KeelDiskProfiler", "KeelTestSupport"]),
-        .testTarget(name: "KeelInspectTests", dependencies: ["KeelInspect", "KeelBolt", "KeelIO", "KeelTestSupport"]),
+        .testTarget(name: "KeelInspectTests", dependencies: ["KeelInspect", "KeelBolt", "KeelIO", "KeelTestSupport", "KeelFuzz"]),
         .testTarget(name: "KeelBackendTests", dependencies: ["KeelBackend", "KeelBench", "KeelBolt", "KeelLMDB", "KeelIO", "KeelTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
