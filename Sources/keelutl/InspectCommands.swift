@@ -145,23 +145,35 @@ struct InfoCommand: ParsableCommand {
 struct BucketsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "buckets", abstract: "Top-level bucket names, one per line.")
     @Argument var path: String
+    @Option(name: .shortAndLong, help: "simple (one per line) or json (an array).")
+    var writeOut: OutputFormat = .simple
     func run() throws {
         let db = try openReadOnly(path, command: "buckets")
         defer { db.close() }
-        for name in try db.view({ tx throws(BoltError) in try tx.bucketNames() }) { print(String(decoding: name, as: UTF8.self)) }
+        let names = try db.view({ tx throws(BoltError) in try tx.bucketNames() }).map { String(decoding: $0, as: UTF8.self) }
+        if writeOut == .json { print(jsonArray(names)) } else { for name in names { print(name) } }
     }
+}
+
+/// A JSON array of strings.
+func jsonArray(_ items: [String]) -> String {
+    "[" + items.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }.joined(separator: ",") + "]"
 }
 
 struct KeysCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "keys", abstract: "The keys of a (nested) bucket, one per line.")
     @Argument var path: String
     @Argument var buckets: [String]
+    @Option(name: .shortAndLong, help: "simple (one per line) or json (an array).")
+    var writeOut: OutputFormat = .simple
     func run() throws {
         let db = try openReadOnly(path, command: "keys")
         defer { db.close() }
         try db.view { tx throws in
             let bucket = try resolve(tx, buckets)
-            try bucket.forEach { k, _ throws(BoltError) in print(k.description) }
+            var keys: [String] = []
+            try bucket.forEach { k, _ throws(BoltError) in keys.append(k.description) }
+            if writeOut == .json { print(jsonArray(keys)) } else { for k in keys { print(k) } }
         }
     }
 }

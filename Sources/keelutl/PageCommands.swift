@@ -24,6 +24,8 @@ struct PagesCommand: ParsableCommand {
         discussion: "Works on damaged files: pages are read one by one; a bad header is listed with its problem (exit 1).")
 
     @Argument var path: String
+    @Option(name: .shortAndLong, help: "table (bbolt's layout) or json (one object per page per line).")
+    var writeOut: OutputFormat = .table
     @Option(help: "Write an SVG page map (colour = use, lightness = fill) to this file.")
     var svg: String?
     @Option(help: "Page size to assume when both meta pages are damaged.")
@@ -41,10 +43,19 @@ struct PagesCommand: ParsableCommand {
             if let uses { for (i, u) in uses.enumerated() where u.use == .free { freeIDs.insert(UInt64(i)) } }
             db.close()
         }
-        print("ID       TYPE       ITEMS  OVRFLW")
-        print("======== ========== ====== ======")
+        if writeOut != .json {
+            print("ID       TYPE       ITEMS  OVRFLW")
+            print("======== ========== ====== ======")
+        }
         var damaged = false
         for page in pages.allPages() {
+            if writeOut == .json {
+                let type = freeIDs.contains(page.id) ? "free" : page.typeName
+                let problems = page.problems.map { "\"" + $0.replacingOccurrences(of: "\"", with: "'") + "\"" }.joined(separator: ",")
+                print("{\"id\":\(page.id),\"type\":\"\(type)\",\"items\":\(page.count),\"overflow\":\(page.overflow),\"problems\":[\(problems)]}")
+                if !page.problems.isEmpty { damaged = true }
+                continue
+            }
             if freeIDs.contains(page.id) {
                 print(pad(String(page.id), 8) + " free")
                 continue
@@ -251,8 +262,15 @@ struct CompactCommand: ParsableCommand {
             throw ExitCode(2)
         }
         let bar = ProgressBar()
+        let total = (try? src.view { tx throws(BoltError) -> Int in
+            var sum = 0
+            for name in try tx.bucketNames() { sum += try tx.bucket(name)?.stats().keyN ?? 0 }
+            return sum
+        }) ?? 0
         do {
-            try DB.compact(from: src, into: dst, txMaxSize: txMaxSize) { copied in if bar.enabled { bar.show("compact", 0.5 + 0.0 * Double(copied)) } }
+            try DB.compact(from: src, into: dst, txMaxSize: txMaxSize) { copied in
+                if bar.enabled && total > 0 { bar.show("compact", min(1, Double(copied) / Double(total))) }
+            }
         } catch {
             bar.clear()
             printError("keelutl compact: \(error)")

@@ -41,6 +41,35 @@ final class CommandTests: XCTestCase {
         XCTAssertTrue(stats.contains("Number of keys/value pairs: \(goKeyCount)"), stats)
     }
 
+    /// The page map: one square per page below the high-water mark, titled with its use, and a
+    /// legend; JSON listings and compact.
+    func testPageMapJSONAndCompact() throws {
+        let dir = try temporaryDirectory(self)
+        let path = dir + "/go.db"
+        try bboltOracle.run(["write", path, "11", "200"])
+        let svgPath = dir + "/map.svg"
+        let pages = try keelutl(["pages", path, "--svg", svgPath])
+        XCTAssertEqual(pages.status, 0, pages.stderr)
+        let svg = try String(contentsOfFile: svgPath, encoding: .utf8)
+        // The newest meta's high-water mark.
+        func field(_ page: String, _ name: String) throws -> Int {
+            let line = try keelutl(["page", path, page]).stdout.split(separator: "\n").first { $0.hasPrefix(name) }!
+            return Int(line.split(whereSeparator: { $0 == "=" || $0 == " " }).last!.filter(\.isNumber))!
+        }
+        let hwm = try field("0", "Txn ID:") > (try field("1", "Txn ID:")) ? try field("0", "HWM:") : try field("1", "HWM:")
+        XCTAssertEqual(svg.components(separatedBy: "<title>page ").count - 1, hwm)
+        for use in ["meta 2", "leaf", "free", "freelist 1", "branch"] { XCTAssertTrue(svg.contains(">\(use)"), use) }
+        let json = try keelutl(["pages", path, "-w", "json"]).stdout.split(separator: "\n")
+        XCTAssertTrue(json.allSatisfy { $0.hasPrefix("{\"id\":") })
+        XCTAssertEqual(try keelutl(["buckets", path, "-w", "json"]).stdout.hasPrefix("[\"small\""), true)
+        let compacted = dir + "/compact.db"
+        let compact = try keelutl(["compact", path, compacted])
+        XCTAssertEqual(compact.status, 0, compact.stderr)
+        XCTAssertTrue(compact.stdout.contains(" -> "))
+        XCTAssertEqual(try bboltOracle.run(["check", compacted], allowFailure: true).stdout, "OK\n")
+        XCTAssertEqual(try bboltOracle.run(["dump", compacted]).stdout, try bboltOracle.run(["dump", path]).stdout)
+    }
+
     /// Damaged files: a specific report, a non-zero exit, never a signal.
     func testDamagedFiles() throws {
         let dir = try temporaryDirectory(self)
