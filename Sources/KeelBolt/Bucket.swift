@@ -109,7 +109,10 @@ public final class Bucket {
         PageWriter(base: valueBase + PageLayout.bucketHeaderSize).setHeader(id: 0, flags: .leaf, count: 0, overflow: 0)
         let value = ByteView(base: UnsafeRawPointer(valueBase), count: 32)
         try c.node().put(oldKey: key, newKey: key, value: value, pgid: 0, flags: bucketLeafFlag)
-        guard let child = try bucket(view: key) else { preconditionFailure("created bucket not found") }
+        // Not finding it again means the page's keys were out of order: a damaged file.
+        guard let child = try bucket(view: key) else {
+            throw BoltError.corruptPage(id: root, reason: "bucket \(key) cannot be found right after it was created: keys are out of order")
+        }
         return child
     }
 

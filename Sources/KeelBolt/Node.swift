@@ -238,6 +238,9 @@ final class Node {
             if size < span { (buffer + size).initializeMemory(as: UInt8.self, repeating: 0, count: span - size) }
             node.spilled = true
             if let parent = node.parent {
+                guard node.inodes[0].key.count > 0 else {
+                    throw BoltError.corruptPage(id: id, reason: "a node's first key is empty: the page it came from is damaged")
+                }
                 let oldKey = node.key.count > 0 ? node.key : node.inodes[0].key
                 parent.put(oldKey: oldKey, newKey: node.inodes[0].key, value: .empty, pgid: id, flags: 0)
                 node.key = node.inodes[0].key
@@ -297,7 +300,9 @@ final class Node {
             return
         }
 
-        precondition(parent.inodes.count > 1, "parent must have at least 2 children")
+        guard parent.inodes.count > 1 else {
+            throw BoltError.corruptPage(id: parent.pgid, reason: "a branch holds a single child below the root: the tree is damaged")
+        }
         if parent.childIndex(self) == 0 {
             guard let target = try nextSibling() else { return }
             for item in target.inodes {
