@@ -104,22 +104,25 @@ final class WALTests: XCTestCase {
 
     func testGroupCommitSharesSyncs() throws {
         let dir = try temporaryDirectory(self)
-        let wal = try WAL.create(fileSystem: POSIXFileSystem(), directory: dir + "/wal", metadata: [1])
+        let wal = try WAL.create(fileSystem: SlowSyncFileSystem(), directory: dir + "/wal", metadata: [1])
         let log = GroupCommitLog(wal: wal)
         let group = DispatchGroup()
         let writers = 16
         let perWriter = 50
         let failures = TestLocked(0)
+        // Plain threads: the dispatch pool would run only as many writers as cores.
         for w in 0..<writers {
-            DispatchQueue.global().async(group: group) {
+            group.enter()
+            Thread.detachNewThread {
                 for i in 0..<perWriter {
                     do { try log.append(term: 1, data: Array("w\(w)-\(i)".utf8)) } catch { failures.withLock { $0 += 1 } }
                 }
+                group.leave()
             }
         }
         group.wait()
         XCTAssertEqual(failures.withLock { $0 }, 0)
-        XCTAssertLessThan(log.syncCount, writers * perWriter, "appends share fdatasyncs")
+        XCTAssertLessThan(log.syncCount, writers * perWriter / 2, "appends share fdatasyncs")
         try log.close()
         let read = try WAL.open(fileSystem: POSIXFileSystem(), directory: dir + "/wal", forWriting: false).readAll()
         XCTAssertEqual(read.entries.map(\.index), Array(1...UInt64(writers * perWriter)))
