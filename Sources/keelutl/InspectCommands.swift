@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import KeelBolt
 import KeelInspect
 import KeelIO
@@ -74,6 +75,8 @@ struct EtcdDumpCommand: ParsableCommand {
     var revRange: String?
     @Option(help: "At most this many entries per bucket.")
     var limit: Int?
+    @Option(name: .shortAndLong, help: "table (indented lines) or json (one object per line: bucket and text).")
+    var writeOut: OutputFormat = .table
 
     func run() throws {
         var range: ClosedRange<Int64>?
@@ -87,7 +90,16 @@ struct EtcdDumpCommand: ParsableCommand {
         let dump = EtcdDump(keyPrefix: keyPrefix.map { Array($0.utf8) }, revisionRange: range, limit: limit)
         do {
             let (lines, problems) = try dump.lines(db)
-            for line in lines { print(line) }
+            var bucket = ""
+            for line in lines {
+                if writeOut == .json {
+                    if line.hasPrefix("bucket ") { bucket = String(line.dropFirst(7)); continue }
+                    let text = line.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+                    print("{\"bucket\":\"\(bucket)\",\"entry\":\"\(text)\"}")
+                } else {
+                    print(line)
+                }
+            }
             for problem in problems { printError("problem: \(problem)") }
             if !problems.isEmpty { throw ExitCode(1) }
         } catch let exit as ExitCode {
@@ -133,12 +145,19 @@ struct WALDumpCommand: ParsableCommand {
 
 /// `keelutl info PATH`, `buckets PATH`, `keys PATH BUCKET...`, `get PATH BUCKET... KEY`.
 struct InfoCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "info", abstract: "The page size of a bbolt file.")
+    static let configuration = CommandConfiguration(commandName: "info", abstract: "The page size (and meta) of a bbolt file.")
     @Argument var path: String
+    @Option(name: .shortAndLong, help: "table (bbolt's line) or json.")
+    var writeOut: OutputFormat = .table
     func run() throws {
         let db = try openReadOnly(path, command: "info")
         defer { db.close() }
-        print("Page Size: \(db.pageSize)")
+        let m = db.currentMeta
+        if writeOut == .json {
+            print("{\"pageSize\":\(db.pageSize),\"txid\":\(m.txid),\"root\":\(m.root),\"highWaterMark\":\(m.pgid),\"freelist\":\(m.freelist == PageLayout.noFreelist ? "null" : String(m.freelist))}")
+        } else {
+            print("Page Size: \(db.pageSize)")
+        }
     }
 }
 
@@ -182,6 +201,8 @@ struct GetCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "get", abstract: "The value of a key in a (nested) bucket.")
     @Argument var path: String
     @Argument(help: "Bucket names, then the key.") var names: [String]
+    @Option(name: .shortAndLong, help: "simple (the value) or json ({\"key\",\"value\"} base64, as etcdctl).")
+    var writeOut: OutputFormat = .simple
     func run() throws {
         guard names.count >= 2 else { throw ValidationError("give at least one bucket and a key") }
         let db = try openReadOnly(path, command: "get")
@@ -193,7 +214,11 @@ struct GetCommand: ParsableCommand {
                 printError("Error key not found for key: \"\(key)\"")
                 throw ExitCode(1)
             }
-            print(value.description)
+            if writeOut == .json {
+                print("{\"key\":\"\(Data(key.utf8).base64EncodedString())\",\"value\":\"\(Data(value.bytes).base64EncodedString())\"}")
+            } else {
+                print(value.description)
+            }
         }
     }
 }

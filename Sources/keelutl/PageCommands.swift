@@ -198,6 +198,8 @@ struct DumpCommand: ParsableCommand {
 struct StatsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "stats", abstract: "Page, tree and bucket statistics, as `bbolt stats`.")
     @Argument var path: String
+    @Option(name: .shortAndLong, help: "table (bbolt's text) or json (bbolt's BucketStats field names).")
+    var writeOut: OutputFormat = .table
 
     func run() throws {
         let db = try openReadOnly(path, command: "stats")
@@ -217,6 +219,12 @@ struct StatsCommand: ParsableCommand {
             throw ExitCode(1)
         }
         func pct(_ a: Int, _ b: Int) -> Int { b == 0 ? 0 : a * 100 / b }
+        if writeOut == .json {
+            print("{\"BranchPageN\":\(s.branchPageN),\"BranchOverflowN\":\(s.branchOverflowN),\"LeafPageN\":\(s.leafPageN),\"LeafOverflowN\":\(s.leafOverflowN)," +
+                  "\"KeyN\":\(s.keyN),\"Depth\":\(s.depth),\"BranchAlloc\":\(s.branchAlloc),\"BranchInuse\":\(s.branchInuse),\"LeafAlloc\":\(s.leafAlloc)," +
+                  "\"LeafInuse\":\(s.leafInuse),\"BucketN\":\(s.bucketN),\"InlineBucketN\":\(s.inlineBucketN),\"InlineBucketInuse\":\(s.inlineBucketInuse)}")
+            return
+        }
         print("Aggregate statistics for \(count) buckets")
         print("")
         print("Page count statistics")

@@ -62,6 +62,13 @@ final class CommandTests: XCTestCase {
         let json = try keelutl(["pages", path, "-w", "json"]).stdout.split(separator: "\n")
         XCTAssertTrue(json.allSatisfy { $0.hasPrefix("{\"id\":") })
         XCTAssertEqual(try keelutl(["buckets", path, "-w", "json"]).stdout.hasPrefix("[\"small\""), true)
+        for args in [["info", path, "-w", "json"], ["stats", path, "-w", "json"], ["get", path, "small", "s1", "-w", "json"], ["keys", path, "small", "-w", "json"]] {
+            let out = try keelutl(args)
+            XCTAssertEqual(out.status, 0, "\(args): \(out.stderr)")
+            XCTAssertNoThrow(try JSONSerialization.jsonObject(with: Data(out.stdout.utf8)), "\(args) prints JSON: \(out.stdout)")
+        }
+        let get = try JSONSerialization.jsonObject(with: Data(try keelutl(["get", path, "small", "s1", "-w", "json"]).stdout.utf8)) as? [String: String]
+        XCTAssertEqual(get?["value"].flatMap { Data(base64Encoded: $0) }, Data("tiny".utf8))
         let compacted = dir + "/compact.db"
         let compact = try keelutl(["compact", path, compacted])
         XCTAssertEqual(compact.status, 0, compact.stderr)
