@@ -162,3 +162,72 @@ public func keelutlPath() throws -> String {
     }
     throw XCTSkip("keelutl is not built next to the tests (run swift build first)")
 }
+
+/// A free TCP port on 127.0.0.1 (bind to port 0 and ask).
+public func freeLoopbackPort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw InteropError.failed("socket() failed") }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = 0
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+    guard bound == 0 else { throw InteropError.failed("bind() failed") }
+    _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// A real etcd 3.4 started briefly on loopback ports the test picks, in a directory of the
+/// test's; always stopped (at `stop()` or when released). A missing etcd fails under CI and
+/// skips elsewhere.
+public final class EtcdServer {
+    public let dataDir: String
+    public let clientURL: String
+    private let process = Process()
+
+    public init(dataDir: String, extraArguments: [String] = []) throws {
+        guard let etcd = Shell.which("etcd"), Shell.which("etcdctl") != nil else {
+            let message = "etcd/etcdctl are not installed (apt-get install etcd-server etcd-client)"
+            if ProcessInfo.processInfo.environment["CI"] != nil { throw InteropError.missing(message) }
+            throw XCTSkip(message)
+        }
+        self.dataDir = dataDir
+        clientURL = "http://127.0.0.1:\(try freeLoopbackPort())"
+        let peerURL = "http://127.0.0.1:\(try freeLoopbackPort())"
+        process.executableURL = URL(fileURLWithPath: etcd)
+        process.arguments = [
+            "--name", "keeltest", "--data-dir", dataDir,
+            "--listen-client-urls", clientURL, "--advertise-client-urls", clientURL,
+            "--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
+            "--initial-cluster", "keeltest=\(peerURL)", "--log-level", "error",
+        ] + extraArguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline {
+            if (try? ctl(["endpoint", "health"]))?.status == 0 { return }
+            usleep(200_000)
+        }
+        stop()
+        throw InteropError.failed("etcd did not become healthy on \(clientURL)")
+    }
+
+    /// Runs etcdctl (API v3) against this server.
+    @discardableResult
+    public func ctl(_ arguments: [String]) throws -> Shell.Output {
+        try Shell.run(["etcdctl", "--endpoints", clientURL] + arguments, environment: ["ETCDCTL_API": "3"])
+    }
+
+    /// Stops the server (SIGTERM) and waits for it.
+    public func stop() {
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+        }
+    }
+
+    deinit { stop() }
+}

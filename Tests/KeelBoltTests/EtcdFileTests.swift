@@ -3,79 +3,12 @@ import KeelBolt
 import KeelIO
 import XCTest
 
-/// A free TCP port on 127.0.0.1 (bind to port 0 and ask).
-func freeLoopbackPort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw POSIXError(.EMFILE) }
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = 0
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
-    guard bound == 0 else { throw POSIXError(.EADDRINUSE) }
-    _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-    return Int(UInt16(bigEndian: address.sin_port))
-}
-
-/// A real etcd 3.4 started briefly on loopback, in a directory of the test's.
-final class EtcdProcess {
-    let dataDir: String
-    let clientURL: String
-    let process = Process()
-
-    init(dataDir: String) throws {
-        guard let etcd = Shell.which("etcd"), Shell.which("etcdctl") != nil else {
-            let message = "etcd/etcdctl are not installed (apt-get install etcd-server etcd-client)"
-            if ProcessInfo.processInfo.environment["CI"] != nil { throw InteropError.missing(message) }
-            throw XCTSkip(message)
-        }
-        self.dataDir = dataDir
-        let clientPort = try freeLoopbackPort()
-        let peerPort = try freeLoopbackPort()
-        clientURL = "http://127.0.0.1:\(clientPort)"
-        let peerURL = "http://127.0.0.1:\(peerPort)"
-        process.executableURL = URL(fileURLWithPath: etcd)
-        process.arguments = [
-            "--name", "keeltest", "--data-dir", dataDir,
-            "--listen-client-urls", clientURL, "--advertise-client-urls", clientURL,
-            "--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
-            "--initial-cluster", "keeltest=\(peerURL)", "--log-level", "error",
-        ]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let deadline = Date().addingTimeInterval(30)
-        while Date() < deadline {
-            if (try? ctl(["endpoint", "health"]))?.status == 0 { return }
-            usleep(200_000)
-        }
-        stop()
-        throw InteropError.failed("etcd did not become healthy on \(clientURL)")
-    }
-
-    @discardableResult
-    func ctl(_ arguments: [String]) throws -> Shell.Output {
-        try Shell.run(["etcdctl", "--endpoints", clientURL] + arguments, environment: ["ETCDCTL_API": "3"])
-    }
-
-    func stop() {
-        if process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
-        }
-    }
-
-    deinit { stop() }
-}
-
 /// A real etcd 3.4 backend file (`member/snap/db`) opens read-only in KeelBolt with every bucket
 /// and key, exactly as Go bbolt reads it.
 final class EtcdFileTests: XCTestCase {
     func testRealEtcdBackendOpensReadOnly() throws {
         let dir = try temporaryDirectory(self)
-        let etcd = try EtcdProcess(dataDir: dir + "/etcd")
+        let etcd = try EtcdServer(dataDir: dir + "/etcd")
         defer { etcd.stop() }
         for i in 0..<50 { try etcd.ctl(["put", "/keel/key-\(i)", "value-\(i)"]) }
         try etcd.ctl(["del", "/keel/key-7"])

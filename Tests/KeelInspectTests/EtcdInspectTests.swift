@@ -9,30 +9,9 @@ import XCTest
 /// lease, a compaction), then stopped.
 final class EtcdInspectTests: XCTestCase {
     func testSnapshotStatusDumpAndWALAgreeWithEtcd() throws {
-        guard let etcd = Shell.which("etcd"), Shell.which("etcdctl") != nil else {
-            if ProcessInfo.processInfo.environment["CI"] != nil { throw InteropError.missing("etcd-server etcd-client") }
-            throw XCTSkip("etcd is not installed")
-        }
         let dir = try temporaryDirectory(self)
-        let client = "http://127.0.0.1:\(try freePort())"
-        let peer = "http://127.0.0.1:\(try freePort())"
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: etcd)
-        process.arguments = ["--name", "insp", "--data-dir", dir + "/etcd", "--listen-client-urls", client, "--advertise-client-urls", client,
-                             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", "insp=\(peer)",
-                             "--log-level", "error"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        defer { if process.isRunning { process.terminate(); process.waitUntilExit() } }
-        func ctl(_ args: [String]) throws -> Shell.Output {
-            try Shell.run(["etcdctl", "--endpoints", client] + args, environment: ["ETCDCTL_API": "3"])
-        }
-        let deadline = Date().addingTimeInterval(30)
-        while (try? ctl(["endpoint", "health"]))?.status != 0 {
-            if Date() > deadline { return XCTFail("etcd did not start") }
-            usleep(200_000)
-        }
+        let etcd = try EtcdServer(dataDir: dir + "/etcd")
+        func ctl(_ args: [String]) throws -> Shell.Output { try etcd.ctl(args) }
         for i in 0..<20 { _ = try ctl(["put", "/k/\(i % 7)", "value-\(i)"]) }
         _ = try ctl(["del", "/k/3"])
         let lease = try ctl(["lease", "grant", "600"]).stdout.split(separator: " ").dropFirst().first.map(String.init) ?? "0"
@@ -50,8 +29,7 @@ final class EtcdInspectTests: XCTestCase {
                 }
             }
         }
-        process.terminate()
-        process.waitUntilExit()
+        etcd.stop()
 
         let dbPath = dir + "/etcd/member/snap/db"
         // snapshot status: field for field equal to etcdctl's.
@@ -83,17 +61,5 @@ final class EtcdInspectTests: XCTestCase {
         XCTAssertEqual(indexes, Array(1...UInt64(indexes.count)))
         XCTAssertTrue(records.contains { $0.summary.hasPrefix("put key=/leased value=1B lease=") })
         XCTAssertTrue(records.contains { $0.summary == "compaction revision=5" })
-    }
-
-    func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 }

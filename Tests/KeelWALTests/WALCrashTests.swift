@@ -222,34 +222,11 @@ final class WALBadInputTests: XCTestCase {
 /// A WAL written by a real etcd 3.4 (started briefly on loopback) is read completely.
 final class EtcdWALFileTests: XCTestCase {
     func testRealEtcdWALAndSnap() throws {
-        guard let etcd = Shell.which("etcd"), Shell.which("etcdctl") != nil else {
-            if ProcessInfo.processInfo.environment["CI"] != nil { throw InteropError.missing("etcd-server etcd-client") }
-            throw XCTSkip("etcd is not installed")
-        }
         let dir = try temporaryDirectory(self)
-        let client = "http://127.0.0.1:\(try freePort())"
-        let peer = "http://127.0.0.1:\(try freePort())"
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: etcd)
         // A tiny snapshot count so etcd also writes a .snap file and a snapshot record.
-        process.arguments = ["--name", "walt", "--data-dir", dir + "/etcd", "--listen-client-urls", client, "--advertise-client-urls", client,
-                             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", "walt=\(peer)",
-                             "--snapshot-count", "20", "--log-level", "error"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        defer { if process.isRunning { process.terminate(); process.waitUntilExit() } }
-        func ctl(_ args: [String]) throws -> Shell.Output {
-            try Shell.run(["etcdctl", "--endpoints", client] + args, environment: ["ETCDCTL_API": "3"])
-        }
-        let deadline = Date().addingTimeInterval(30)
-        while (try? ctl(["endpoint", "health"]))?.status != 0 {
-            if Date() > deadline { return XCTFail("etcd did not start") }
-            usleep(200_000)
-        }
-        for i in 0..<60 { _ = try ctl(["put", "/walkey/\(i)", "value-\(i)"]) }
-        process.terminate()
-        process.waitUntilExit()
+        let etcd = try EtcdServer(dataDir: dir + "/etcd", extraArguments: ["--snapshot-count", "20"])
+        for i in 0..<60 { try etcd.ctl(["put", "/walkey/\(i)", "value-\(i)"]) }
+        etcd.stop()
 
         let fs = POSIXFileSystem()
         let walDir = dir + "/etcd/member/wal"
@@ -276,17 +253,5 @@ final class EtcdWALFileTests: XCTestCase {
         let after = try WAL.open(fileSystem: fs, directory: walDir,
                                  snapshot: WALSnapshot(index: snapshot.metadata.index, term: snapshot.metadata.term), forWriting: false).readAll()
         XCTAssertEqual(after.entries.first?.index, snapshot.metadata.index + 1)
-    }
-
-    func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 }
