@@ -113,6 +113,53 @@ public func withBackendBytes<T>(_ array: [UInt8], _ body: (UnsafeRawBufferPointe
 @inline(__always)
 func compareRaw(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Int {
     let n = min(a.count, b.count)
-    for i in 0..<n where a[i] != b[i] { return a[i] < b[i] ? -1 : 1 }
+    if n > 0 {
+        let r = memcmp(a.baseAddress!, b.baseAddress!, n)
+        if r != 0 { return r < 0 ? -1 : 1 }
+    }
     return a.count == b.count ? 0 : (a.count < b.count ? -1 : 1)
 }
+
+/// A cursor position for `walkRange`: a key and its value, or a nil value for an entry the
+/// range skips (a nested bucket).
+typealias RangeEntry = (key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer?)
+
+/// The range semantics every `BackendBucket` shares, over an engine's cursor moves: keys in
+/// `[start, end)` ascending, or descending from the last key below `end`; at most `limit`
+/// (0: no limit) entries with values; `body` returns false to stop.
+func walkRange(from start: UnsafeRawBufferPointer, to end: UnsafeRawBufferPointer?, limit: Int, reverse: Bool,
+               seek: (UnsafeRawBufferPointer) throws(BackendError) -> RangeEntry?,
+               first: () throws(BackendError) -> RangeEntry?,
+               last: () throws(BackendError) -> RangeEntry?,
+               next: () throws(BackendError) -> RangeEntry?,
+               prev: () throws(BackendError) -> RangeEntry?,
+               _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws(BackendError) -> Bool) throws(BackendError) {
+    var visited = 0
+    var entry: RangeEntry?
+    if reverse {
+        if let end {
+            entry = try seek(end) == nil ? try last() : try prev()
+        } else {
+            entry = try last()
+        }
+    } else {
+        entry = start.count == 0 ? try first() : try seek(start)
+    }
+    while let e = entry {
+        if reverse {
+            if compareRaw(e.key, start) < 0 { break }
+        } else if let end, compareRaw(e.key, end) >= 0 {
+            break
+        }
+        if let value = e.value {
+            if !(try body(e.key, value)) { return }
+            visited += 1
+            if limit > 0 && visited >= limit { return }
+        }
+        entry = reverse ? try prev() : try next()
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

@@ -176,42 +176,19 @@ final class BoltBucket: BackendBucket {
     func range(from start: UnsafeRawBufferPointer, to end: UnsafeRawBufferPointer?, limit: Int, reverse: Bool,
                _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws(BackendError) -> Bool) throws(BackendError) {
         let c = bucket.cursor()
-        var visited = 0
         let path = self.path
         func raw(_ v: ByteView) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: v.withUnsafeBytes { $0.baseAddress }, count: v.count) }
-        func step(_ move: () throws(BoltError) -> Cursor.Entry?) throws(BackendError) -> Cursor.Entry? {
-            do throws(BoltError) { return try move() } catch { throw mapBoltError(error, path: path) }
+        // Nested buckets come back with a nil value, which walkRange skips.
+        func move(_ step: () throws(BoltError) -> Cursor.Entry?) throws(BackendError) -> RangeEntry? {
+            do throws(BoltError) { return try step().map { (raw($0.key), $0.value.map(raw)) } } catch { throw mapBoltError(error, path: path) }
         }
-        var entry: Cursor.Entry?
-        if !reverse {
-            entry = try step { () throws(BoltError) in try c.seek(ByteView(unsafeBytes: start)) }
-            while let e = entry {
-                if let end, compareRaw(raw(e.key), end) >= 0 { break }
-                if let value = e.value {
-                    if !(try body(raw(e.key), raw(value))) { return }
-                    visited += 1
-                    if limit > 0 && visited >= limit { return }
-                }
-                entry = try step { () throws(BoltError) in try c.next() }
-            }
-        } else {
-            if let end {
-                entry = try step { () throws(BoltError) in
-                    try c.seek(ByteView(unsafeBytes: end)) == nil ? try c.last() : try c.prev()
-                }
-            } else {
-                entry = try step { () throws(BoltError) in try c.last() }
-            }
-            while let e = entry {
-                if compareRaw(raw(e.key), start) < 0 { break }
-                if let value = e.value {
-                    if !(try body(raw(e.key), raw(value))) { return }
-                    visited += 1
-                    if limit > 0 && visited >= limit { return }
-                }
-                entry = try step { () throws(BoltError) in try c.prev() }
-            }
-        }
+        try walkRange(from: start, to: end, limit: limit, reverse: reverse,
+                      seek: { key throws(BackendError) in try move { () throws(BoltError) in try c.seek(ByteView(unsafeBytes: key)) } },
+                      first: { () throws(BackendError) in try move { () throws(BoltError) in try c.first() } },
+                      last: { () throws(BackendError) in try move { () throws(BoltError) in try c.last() } },
+                      next: { () throws(BackendError) in try move { () throws(BoltError) in try c.next() } },
+                      prev: { () throws(BackendError) in try move { () throws(BoltError) in try c.prev() } },
+                      body)
     }
 }
 

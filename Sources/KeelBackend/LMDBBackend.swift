@@ -180,33 +180,16 @@ final class LMDBBucket: BackendBucket {
     func range(from start: UnsafeRawBufferPointer, to end: UnsafeRawBufferPointer?, limit: Int, reverse: Bool,
                _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws(BackendError) -> Bool) throws(BackendError) {
         let cursor = try mapLMDB { () throws(LMDBError) in try tx.cursor(handle.dbi) }
-        var visited = 0
-        var entry: LMDBCursor.Entry?
-        if !reverse {
-            entry = try mapLMDB { () throws(LMDBError) in try cursor.seek(start) }
-            while let e = entry {
-                if let end, compareRaw(e.key, end) >= 0 { break }
-                if !(try body(e.key, e.value)) { return }
-                visited += 1
-                if limit > 0 && visited >= limit { return }
-                entry = try mapLMDB { () throws(LMDBError) in try cursor.next() }
-            }
-        } else {
-            if let end {
-                entry = try mapLMDB { () throws(LMDBError) in
-                    try cursor.seek(end) == nil ? try cursor.last() : try cursor.prev()
-                }
-            } else {
-                entry = try mapLMDB { () throws(LMDBError) in try cursor.last() }
-            }
-            while let e = entry {
-                if compareRaw(e.key, start) < 0 { break }
-                if !(try body(e.key, e.value)) { return }
-                visited += 1
-                if limit > 0 && visited >= limit { return }
-                entry = try mapLMDB { () throws(LMDBError) in try cursor.prev() }
-            }
+        func move(_ step: () throws(LMDBError) -> LMDBCursor.Entry?) throws(BackendError) -> RangeEntry? {
+            try mapLMDB(step).map { ($0.key, $0.value) }
         }
+        try walkRange(from: start, to: end, limit: limit, reverse: reverse,
+                      seek: { key throws(BackendError) in try move { () throws(LMDBError) in try cursor.seek(key) } },
+                      first: { () throws(BackendError) in try move { () throws(LMDBError) in try cursor.first() } },
+                      last: { () throws(BackendError) in try move { () throws(LMDBError) in try cursor.last() } },
+                      next: { () throws(BackendError) in try move { () throws(LMDBError) in try cursor.next() } },
+                      prev: { () throws(BackendError) in try move { () throws(LMDBError) in try cursor.prev() } },
+                      body)
     }
 }
 
