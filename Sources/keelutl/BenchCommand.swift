@@ -89,14 +89,15 @@ struct StorageBenchCommand: ParsableCommand {
         let bar = ProgressBar()
         if bar.enabled { bench.progress = { phase, fraction in bar.show(phase, fraction) } }
         var results: [String: [String: PhaseResult]] = [:]
+        func emit(_ kind: BenchBackendKind, _ result: PhaseResult) {
+            results[kind.rawValue, default: [:]][result.phase] = result
+            print(json ? result.json : result.text.replacingFirst("# ", with: "# \(kind.rawValue) "))
+            fflush(nil)
+        }
         if kinds.count > 1 {
             // One child process per engine, so each one's peak memory is its own.
             for kind in kinds {
-                for result in try runChild(kind) {
-                    results[kind.rawValue, default: [:]][result.phase] = result
-                    print(json ? result.json : result.text.replacingFirst("# ", with: "# \(kind.rawValue) "))
-                    fflush(nil)
-                }
+                for result in try runChild(kind) { emit(kind, result) }
             }
         }
         for kind in kinds where kinds.count == 1 {
@@ -104,9 +105,7 @@ struct StorageBenchCommand: ParsableCommand {
                 let engine = try kind.open(base: base, config: config)
                 try bench.run(engine, dataPath: kind.dataPath(base: base)) { result in
                     bar.clear()
-                    results[kind.rawValue, default: [:]][result.phase] = result
-                    print(json ? result.json : result.text.replacingFirst("# ", with: "# \(kind.rawValue) "))
-                    fflush(nil)
+                    emit(kind, result)
                 }
                 engine.close()
                 if !keep { kind.remove(base: base) }
