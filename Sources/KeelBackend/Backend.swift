@@ -27,7 +27,7 @@ public protocol Backend: AnyObject, Sendable {
     /// Rewrites the store compactly. No transaction may be open.
     func defragment() throws(BackendError)
     /// Closes the store. Transactions must have ended.
-    func close()
+    func close() throws(BackendError)
 }
 
 /// A read transaction. Buffers passed to callbacks are valid only during the call.

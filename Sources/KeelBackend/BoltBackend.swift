@@ -66,15 +66,15 @@ public final class BoltBackend: Backend, @unchecked Sendable {
                 // Make the copy durable before it replaces the original.
                 try destination.update { _ throws(BoltError) in }
             } catch {
-                destination.close()
+                try? destination.close()
                 try? fs.remove(temporary)
                 throw mapBoltError(error)
             }
-            destination.close()
+            try mapBolt { () throws(BoltError) in try destination.close() }
             let syncTmp = try mapIO { () throws(IOError) in try fs.open(temporary, options: .readWrite) }
             try mapIO { () throws(IOError) in try syncTmp.sync() }
             syncTmp.close()
-            db.close()
+            try mapBolt { () throws(BoltError) in try db.close() }
             try mapIO { () throws(IOError) in
                 try fs.rename(temporary, to: path)
                 try fs.syncDirectory(parentDirectory(path))
@@ -83,7 +83,7 @@ public final class BoltBackend: Backend, @unchecked Sendable {
         }
     }
 
-    public func close() { db.close() }
+    public func close() throws(BackendError) { try mapBolt { () throws(BoltError) in try db.close() } }
 }
 
 class BoltReadTx: BackendReadTx {

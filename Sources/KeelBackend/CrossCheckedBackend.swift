@@ -52,9 +52,12 @@ public final class CrossCheckedBackend: Backend, @unchecked Sendable {
         try secondary.defragment()
     }
 
-    public func close() {
-        primary.close()
-        secondary.close()
+    /// Closes both engines (the second even when the first fails), then reports the first error.
+    public func close() throws(BackendError) {
+        var failure: BackendError?
+        do throws(BackendError) { try primary.close() } catch { failure = error }
+        do throws(BackendError) { try secondary.close() } catch { failure = failure ?? error }
+        if let failure { throw failure }
     }
 }
 

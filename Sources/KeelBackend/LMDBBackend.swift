@@ -66,15 +66,10 @@ public final class LMDBBackend: Backend, @unchecked Sendable {
     /// A scratch directory inside the environment, removed with its contents afterwards.
     private func withScratchDirectory<T>(_ name: String, _ body: (String) throws(BackendError) -> T) throws(BackendError) -> T {
         let dir = path + "/" + name
-        try? removeScratch(dir)
+        if fs.exists(dir) { try? fs.removeTree(dir) }
         try ioCall { () throws(IOError) in try fs.makeDirectory(dir, intermediate: false) }
-        defer { try? removeScratch(dir) }
+        defer { try? fs.removeTree(dir) }
         return try body(dir)
-    }
-
-    private func removeScratch(_ dir: String) throws(IOError) {
-        for entry in try fs.listDirectory(dir) { try fs.remove(dir + "/" + entry) }
-        try fs.removeDirectory(dir)
     }
 
     /// A consistent copy through `mdb_env_copy2` into a scratch directory, streamed to `sink`.

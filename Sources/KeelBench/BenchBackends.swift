@@ -28,7 +28,7 @@ public enum BenchBackendKind: String, CaseIterable, Sendable {
             options.pageSize = config.pageSize
             return try BoltBackend(path: path, options: options, fillPercent: config.fillPercent)
         case .lmdb:
-            try removeTree(path, fs)
+            if fs.exists(path) { try fs.removeTree(path) }
             var options = LMDBOptions()
             options.noSync = config.noSync
             options.mapSize = 64 << 30
@@ -42,13 +42,7 @@ public enum BenchBackendKind: String, CaseIterable, Sendable {
         let path = dataPath(base: base)
         switch self {
         case .bolt: try? fs.remove(path)
-        case .lmdb: try? removeTree(path, fs)
+        case .lmdb: try? fs.removeTree(path)
         }
     }
-}
-
-func removeTree(_ path: String, _ fs: POSIXFileSystem) throws {
-    guard fs.exists(path) else { return }
-    for name in try fs.listDirectory(path) { try fs.remove(path + "/" + name) }
-    try fs.removeDirectory(path)
 }

@@ -29,6 +29,10 @@ public enum BoltError: Error, Equatable, Sendable, CustomStringConvertible {
     case txClosed
     /// Commit was called on a managed transaction (inside `update`), which commits itself.
     case managedTxCommit
+    /// `close()` was called on the thread that holds the write transaction.
+    case closeInWriteTransaction
+    /// A second write transaction was begun on the thread that holds one (it would wait for ever).
+    case writeTransactionOpen
 
     // Buckets and keys
     case bucketNotFound
@@ -69,6 +73,10 @@ public enum BoltError: Error, Equatable, Sendable, CustomStringConvertible {
             return "the transaction is closed"
         case .managedTxCommit:
             return "a managed transaction commits itself when its closure returns"
+        case .closeInWriteTransaction:
+            return "close() was called while this thread holds the write transaction; commit or roll it back first"
+        case .writeTransactionOpen:
+            return "this thread already holds the write transaction; commit or roll it back before beginning another"
         case .bucketNotFound:
             return "bucket not found"
         case .bucketExists:

@@ -1,5 +1,8 @@
 import Dispatch
 import KeelIO
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A bbolt-format database file: a copy-on-write B+tree with buckets, one writer and any number
 /// of concurrent readers.
@@ -26,6 +29,8 @@ public final class DB: @unchecked Sendable {
     /// Memory of write transactions, reused from one to the next (only the writer touches it).
     let writerArena = Arena()
     private let writerLock = DispatchSemaphore(value: 1)
+    /// The thread holding the write transaction, if any.
+    private let writerThread = Locked<pthread_t?>(nil)
     private let shared: Locked<Shared>
 
     struct Shared {
@@ -78,7 +83,8 @@ public final class DB: @unchecked Sendable {
             }
             if size == 0 && !options.readOnly {
                 try initialize(file: file, pageSize: options.pageSize)
-                if !existed { try? fs.syncDirectory(parentDirectory(path)) }
+                // The new file's directory entry must be durable before anything is committed in it.
+                if !existed { try wrap { () throws(IOError) in try fs.syncDirectory(parentDirectory(path)) } }
                 size = try wrap { () throws(IOError) in try file.size() }
             }
             return try openExisting(path: path, options: options, file: file, size: size)
@@ -225,7 +231,12 @@ public final class DB: @unchecked Sendable {
                 throw BoltError.corruptPage(id: meta.freelist, reason: "freelist lists page \(id), outside 2..<\(meta.pgid)")
             }
         }
-        freelist.reset(freeIDs: ids.sorted())
+        let sorted = ids.sorted()
+        // A page listed twice would be handed out twice: two live trees sharing one page.
+        for (a, b) in zip(sorted, sorted.dropFirst()) where a == b {
+            throw BoltError.corruptPage(id: meta.freelist, reason: "freelist lists page \(a) more than once")
+        }
+        freelist.reset(freeIDs: sorted)
     }
 
     // MARK: Transactions
@@ -245,7 +256,11 @@ public final class DB: @unchecked Sendable {
     /// - Throws: `.readOnly`, `.databaseClosed`, `.writesDisabled` after a failed sync.
     public func beginWrite() throws(BoltError) -> Tx {
         if options.readOnly { throw BoltError.readOnly }
+        if writerThread.withLock({ $0.map { pthread_equal($0, pthread_self()) != 0 } ?? false }) {
+            throw BoltError.writeTransactionOpen
+        }
         writerLock.wait()
+        writerThread.withLock { $0 = pthread_self() }
         do throws(BoltError) {
             let (meta, region, oldest) = try shared.withLock { s throws(BoltError) in
                 if s.closed { throw BoltError.databaseClosed }
@@ -260,7 +275,7 @@ public final class DB: @unchecked Sendable {
             }
             return Tx(db: self, writable: true, meta: meta, region: region)
         } catch {
-            writerLock.signal()
+            endWriter()
             throw error
         }
     }
@@ -318,7 +333,10 @@ public final class DB: @unchecked Sendable {
         }
     }
 
-    func endWriter() { writerLock.signal() }
+    func endWriter() {
+        writerThread.withLock { $0 = nil }
+        writerLock.signal()
+    }
 
     func rollbackWriter(_ tx: Tx) {
         freelist.rollback(txid: tx.meta.txid)
@@ -378,8 +396,13 @@ public final class DB: @unchecked Sendable {
         metaBuffer.initializeMemory(as: UInt8.self, repeating: 0, count: pageSize)
         let metaPage = tx.meta.txid % 2
         tx.meta.write(into: metaBuffer, pageID: metaPage)
-        try wrap { () throws(IOError) in
+        do throws(IOError) {
             try file.write(UnsafeRawBufferPointer(start: metaBuffer, count: pageSize), at: Int64(metaPage) * Int64(pageSize))
+        } catch {
+            // The meta may have reached the disk in part or in whole: this commit may be the
+            // durable state after a crash, so the pages it wrote must never be reused.
+            disableWrites(error.description)
+            throw BoltError.io(error)
         }
         try syncFile()
         t1 = monotonicNanoseconds()
@@ -400,9 +423,14 @@ public final class DB: @unchecked Sendable {
         do throws(IOError) {
             try file.sync()
         } catch {
-            shared.withLock { $0.writeFailure = error.description }
+            disableWrites(error.description)
             throw BoltError.io(error)
         }
+    }
+
+    /// Refuses every later write transaction: the file's durable state is unknown.
+    private func disableWrites(_ cause: String) {
+        shared.withLock { s in if s.writeFailure == nil { s.writeFailure = cause } }
     }
 
     /// Grows the file like bbolt (power-of-two sizes up to AllocSize, then AllocSize steps) and
@@ -467,7 +495,12 @@ public final class DB: @unchecked Sendable {
 
     /// Closes the database: waits for the writer, releases the lock. Open read transactions must
     /// be ended first; their views stay readable until they end.
-    public func close() {
+    /// - Throws: `.closeInWriteTransaction` when called on the thread that holds the write
+    ///   transaction (waiting for it there would never end).
+    public func close() throws(BoltError) {
+        if writerThread.withLock({ $0.map { pthread_equal($0, pthread_self()) != 0 } ?? false }) {
+            throw BoltError.closeInWriteTransaction
+        }
         writerLock.wait()
         shared.withLock { $0.closed = true }
         file.unlock()

@@ -24,7 +24,7 @@ public enum FuzzBodies {
             if !readOnly {
                 _ = try? db.update { tx throws(BoltError) in try tx.createBucketIfNotExists([0x66]).put([1], [2]) }
             }
-            db.close()
+            try? db.close()
         }
         if let inspector = try? PageInspector(path: "/f.db", fileSystem: {
             let fs = SimulatedFileSystem(seed: 2, fileCapacity: 16 << 20)

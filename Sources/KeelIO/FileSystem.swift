@@ -123,3 +123,41 @@ public func parentDirectory(_ path: String) -> String {
     if slash == path.startIndex { return "/" }
     return String(path[path.startIndex..<slash])
 }
+
+extension FileSystem {
+    /// Creates `path` and any missing parents, fsyncing the parent of each directory it
+    /// created, so the new directories survive a crash (a new directory entry is durable only
+    /// once its parent is synced). No error when `path` exists.
+    public func makeDirectoryDurably(_ path: String) throws(IOError) {
+        var missing: [String] = []
+        var current = path
+        while !exists(current) {
+            missing.append(current)
+            let parent = parentDirectory(current)
+            if parent == current { break }
+            current = parent
+        }
+        for dir in missing.reversed() {
+            try makeDirectory(dir, intermediate: false)
+            try syncDirectory(parentDirectory(dir))
+        }
+    }
+
+    /// Removes `path` and everything below it (a file or a directory).
+    public func removeTree(_ path: String) throws(IOError) {
+        guard let names = try? listDirectory(path) else {
+            try remove(path)
+            return
+        }
+        for name in names { try removeTree(joinPath(path, name)) }
+        try removeDirectory(path)
+    }
+
+    /// Renames `from` to `to` and fsyncs the directory holding `to` (and `from`'s, when it is
+    /// another), so the rename is durable when this returns.
+    public func renameDurably(_ from: String, to: String) throws(IOError) {
+        try rename(from, to: to)
+        try syncDirectory(parentDirectory(to))
+        if parentDirectory(from) != parentDirectory(to) { try syncDirectory(parentDirectory(from)) }
+    }
+}

@@ -9,11 +9,15 @@ import Darwin
 /// It models what a power cut can do to a real disk behind a page cache:
 /// - every write lands in the file's *current* bytes (what reads and maps see) and is also kept in
 ///   a list of *unsynced* operations; `sync()` makes them durable;
-/// - creates, renames and removes change the *current* namespace; they become durable only when
-///   their directory is synced with `syncDirectory`;
+/// - creates, renames, removes and `mkdir`s change the *current* entries of their directory; they
+///   become durable only when that directory is synced with `syncDirectory`, and a directory's
+///   sync covers its own entries only (not those of directories below it). Directories are
+///   inodes: a renamed directory keeps its durable entries, and a directory whose own entry was
+///   lost takes everything below it along, as on Linux;
 /// - `restart(mode:)` simulates the crash: each file keeps its durable bytes plus, depending on the
 ///   mode, none, a random subset or a prefix of its unsynced writes, possibly with one write torn
-///   at a 512-byte sector boundary; directories not synced may lose their unsynced changes.
+///   at a 512-byte sector boundary; each directory with unsynced changes keeps all of them or
+///   none (always none with `.dropUnsynced`).
 ///
 /// Faults: `failSync(after:)` and `failWrite(after:)` make a later call fail with EIO (a failed
 /// sync also drops that file's unsynced writes from what would survive, the way Linux marks the
@@ -44,10 +48,6 @@ public final class SimulatedFileSystem: FileSystem, @unchecked Sendable {
     public init(seed: UInt64, fileCapacity: Int = 256 << 20) {
         self.fileCapacity = fileCapacity
         state = Locked(State(rng: SplitMix64(seed: seed)))
-        state.withLock { s in
-            s.directories = ["/", "."]
-            s.durableDirectories = ["/", "."]
-        }
     }
 
     // MARK: Fault controls
@@ -73,47 +73,47 @@ public final class SimulatedFileSystem: FileSystem, @unchecked Sendable {
     public func restart(mode: CrashMode) {
         state.withLock { s in
             var rng = s.rng
-            for file in Set(s.allFiles.map(ObjectIdentifier.init)).compactMap({ id in s.allFiles.first { ObjectIdentifier($0) == id } }) {
-                file.crash(mode: mode, rng: &rng)
+            for file in s.allFiles { file.crash(mode: mode, rng: &rng) }
+            for dir in s.allDirectories {
+                if dir.isDirty && mode != .dropUnsynced && rng.next() % 2 == 0 { dir.durable = dir.entries }
+                dir.entries = dir.durable
+                dir.isDirty = false
             }
-            // Directories: an unsynced one keeps its current entries only sometimes.
-            var names = s.durableNames
-            for dir in s.dirtyDirectories {
-                let keep = mode != .dropUnsynced && rng.next() % 2 == 0
-                if keep {
-                    names = names.filter { parentDirectory($0.key) != dir }
-                    for (path, file) in s.names where parentDirectory(path) == dir { names[path] = file }
-                }
-            }
-            s.names = names
-            s.durableNames = names
-            s.dirtyDirectories = []
             s.rng = rng
             s.crashed = false
             s.crashAt = nil
             s.failSyncAt = nil
             s.failWriteAt = nil
+            s.failOperationAt = nil
             s.generation += 1
             for file in s.allFiles { file.clearLocks() }
-            s.allFiles = Array(Set(names.values.map(ObjectIdentifier.init))).compactMap { id in names.values.first { ObjectIdentifier($0) == id } }
+            s.collectReachable()
         }
     }
 
     /// The current bytes of a file (what a reader would see now), for tests.
     public func contents(of path: String) -> [UInt8]? {
-        state.withLock { s in s.names[path].map { $0.currentBytes() } }
+        state.withLock { s in
+            guard case let .file(file)? = s.lookup(path) else { return nil }
+            return file.currentBytes()
+        }
     }
 
-    /// Replaces a file's bytes durably (for damage tests).
+    /// Replaces a file's bytes durably (for damage tests), creating it (and its directories)
+    /// durably when missing.
     public func setContents(of path: String, _ bytes: [UInt8]) {
         state.withLock { s in
-            let file = s.names[path] ?? SimFile(capacity: fileCapacity)
-            file.replaceDurably(bytes)
-            if s.names[path] == nil {
-                s.names[path] = file
-                s.durableNames[path] = file
-                s.allFiles.append(file)
+            if case let .file(file)? = s.lookup(path) {
+                file.replaceDurably(bytes)
+                return
             }
+            let parent = s.makeDirectories(parentDirectory(path), durable: true)
+            let file = SimFile(capacity: fileCapacity)
+            file.replaceDurably(bytes)
+            let name = SimDirectory.lastComponent(path)
+            parent.entries[name] = .file(file)
+            parent.durable[name] = .file(file)
+            s.allFiles.append(file)
         }
     }
 
@@ -123,20 +123,24 @@ public final class SimulatedFileSystem: FileSystem, @unchecked Sendable {
         let result: Result<SimHandle, IOError> = state.withLock { s in
             do throws(IOError) {
                 if s.crashed { throw IOError.simulatedCrash(operation: "open", path: path) }
-                if let file = s.names[path] {
-                    if options.create && options.exclusive { throw IOError.system(operation: "open", path: path, errno: EEXIST) }
-                    return .success(SimHandle(fs: self, file: file, path: path, writable: options.writable, generation: s.generation))
-                }
-                guard options.create else { throw IOError.system(operation: "open", path: path, errno: ENOENT) }
-                guard s.directories.contains(parentDirectory(path)) else {
+                guard let parent = s.directory(parentDirectory(path)) else {
                     throw IOError.system(operation: "open", path: path, errno: ENOENT)
                 }
-                try s.mutate("create", path)
-                let file = SimFile(capacity: fileCapacity)
-                s.names[path] = file
-                s.allFiles.append(file)
-                s.dirtyDirectories.insert(parentDirectory(path))
-                return .success(SimHandle(fs: self, file: file, path: path, writable: options.writable, generation: s.generation))
+                let name = SimDirectory.lastComponent(path)
+                switch parent.entries[name] {
+                case let .file(file)?:
+                    if options.create && options.exclusive { throw IOError.system(operation: "open", path: path, errno: EEXIST) }
+                    return .success(SimHandle(fs: self, file: file, path: path, writable: options.writable, generation: s.generation))
+                case .directory?:
+                    throw IOError.system(operation: "open", path: path, errno: EISDIR)
+                case nil:
+                    guard options.create else { throw IOError.system(operation: "open", path: path, errno: ENOENT) }
+                    try s.mutate("create", path)
+                    let file = SimFile(capacity: fileCapacity)
+                    parent.set(name, .file(file))
+                    s.allFiles.append(file)
+                    return .success(SimHandle(fs: self, file: file, path: path, writable: options.writable, generation: s.generation))
+                }
             } catch { return .failure(error) }
         }
         return try result.get()
@@ -145,103 +149,88 @@ public final class SimulatedFileSystem: FileSystem, @unchecked Sendable {
     public func rename(_ from: String, to: String) throws(IOError) {
         try withState { s throws(IOError) in
             try s.live("rename", from)
-            if s.directories.contains(from) {
-                // A directory: move it and everything under it.
-                try s.mutate("rename", from)
-                let prefix = from + "/"
-                s.directories.remove(from)
-                s.directories.insert(to)
-                for dir in s.directories where dir.hasPrefix(prefix) {
-                    s.directories.remove(dir)
-                    s.directories.insert(to + "/" + dir.dropFirst(prefix.count))
-                }
-                for (path, file) in s.names where path.hasPrefix(prefix) {
-                    s.names[path] = nil
-                    s.names[to + "/" + path.dropFirst(prefix.count)] = file
-                }
-                s.durableDirectories.insert(to)
-                s.dirtyDirectories.insert(parentDirectory(from))
-                s.dirtyDirectories.insert(parentDirectory(to))
-                return
+            guard let fromParent = s.directory(parentDirectory(from)),
+                  let node = fromParent.entries[SimDirectory.lastComponent(from)] else {
+                throw IOError.system(operation: "rename", path: from, errno: ENOENT)
             }
-            guard let file = s.names[from] else { throw IOError.system(operation: "rename", path: from, errno: ENOENT) }
+            guard let toParent = s.directory(parentDirectory(to)) else {
+                throw IOError.system(operation: "rename", path: to, errno: ENOENT)
+            }
+            let toName = SimDirectory.lastComponent(to)
+            switch (node, toParent.entries[toName]) {
+            case (.directory, .file?): throw IOError.system(operation: "rename", path: to, errno: ENOTDIR)
+            case (.file, .directory?): throw IOError.system(operation: "rename", path: to, errno: EISDIR)
+            case let (.directory, .directory(target)?) where !target.entries.isEmpty:
+                throw IOError.system(operation: "rename", path: to, errno: ENOTEMPTY)
+            default: break
+            }
             try s.mutate("rename", from)
-            s.names[from] = nil
-            s.names[to] = file
-            s.dirtyDirectories.insert(parentDirectory(from))
-            s.dirtyDirectories.insert(parentDirectory(to))
+            fromParent.set(SimDirectory.lastComponent(from), nil)
+            toParent.set(toName, node)
         }
     }
 
     public func remove(_ path: String) throws(IOError) {
         try withState { s throws(IOError) in
             try s.live("unlink", path)
-            guard s.names[path] != nil else { throw IOError.system(operation: "unlink", path: path, errno: ENOENT) }
+            guard let parent = s.directory(parentDirectory(path)), case .file? = parent.entries[SimDirectory.lastComponent(path)] else {
+                throw IOError.system(operation: "unlink", path: path, errno: ENOENT)
+            }
             try s.mutate("unlink", path)
-            s.names[path] = nil
-            s.dirtyDirectories.insert(parentDirectory(path))
+            parent.set(SimDirectory.lastComponent(path), nil)
         }
     }
 
     public func syncDirectory(_ path: String) throws(IOError) {
         try withState { s throws(IOError) in
             try s.live("fsync directory", path)
-            guard s.directories.contains(path) else { throw IOError.system(operation: "open directory", path: path, errno: ENOENT) }
+            guard let dir = s.directory(path) else { throw IOError.system(operation: "open directory", path: path, errno: ENOENT) }
             try s.mutate("fsync directory", path)
-            // Entries directly in this directory, and (approximating a renamed subdirectory) below it.
-            let prefix = path == "/" ? "/" : path + "/"
-            s.durableNames = s.durableNames.filter { !$0.key.hasPrefix(prefix) }
-            for (name, file) in s.names where name.hasPrefix(prefix) { s.durableNames[name] = file }
-            s.dirtyDirectories.remove(path)
+            // This directory's own entries; directories below it need their own fsync.
+            dir.durable = dir.entries
+            dir.isDirty = false
         }
     }
 
     public func makeDirectory(_ path: String, intermediate: Bool) throws(IOError) {
         try withState { s throws(IOError) in
             try s.live("mkdir", path)
-            var chain: [String] = []
-            var current = path
-            while !s.directories.contains(current) {
-                chain.append(current)
-                let parent = parentDirectory(current)
-                if parent == current { break }
-                if !intermediate && !s.directories.contains(parent) {
-                    throw IOError.system(operation: "mkdir", path: path, errno: ENOENT)
-                }
-                current = parent
+            if s.directory(path) != nil { return }
+            if !intermediate && s.directory(parentDirectory(path)) == nil {
+                throw IOError.system(operation: "mkdir", path: path, errno: ENOENT)
             }
-            for dir in chain.reversed() {
-                s.directories.insert(dir)
-                s.durableDirectories.insert(dir)  // directory creation is modelled as durable
-            }
+            try s.mutate("mkdir", path)
+            _ = s.makeDirectories(path, durable: false)
         }
     }
 
     public func removeDirectory(_ path: String) throws(IOError) {
         try withState { s throws(IOError) in
             try s.live("rmdir", path)
-            guard s.directories.contains(path) else { throw IOError.system(operation: "rmdir", path: path, errno: ENOENT) }
-            if s.names.keys.contains(where: { parentDirectory($0) == path }) || s.directories.contains(where: { $0 != path && parentDirectory($0) == path }) {
-                throw IOError.system(operation: "rmdir", path: path, errno: ENOTEMPTY)
+            guard let dir = s.directory(path), let parent = s.directory(parentDirectory(path)) else {
+                throw IOError.system(operation: "rmdir", path: path, errno: ENOENT)
             }
+            if !dir.entries.isEmpty { throw IOError.system(operation: "rmdir", path: path, errno: ENOTEMPTY) }
             try s.mutate("rmdir", path)
-            s.directories.remove(path)
-            s.durableDirectories.remove(path)
+            parent.set(SimDirectory.lastComponent(path), nil)
         }
     }
 
     public func listDirectory(_ path: String) throws(IOError) -> [String] {
         try withState { s throws(IOError) in
-            guard s.directories.contains(path) else { throw IOError.system(operation: "opendir", path: path, errno: ENOENT) }
-            var names = s.names.keys.filter { parentDirectory($0) == path }.map { String($0.dropFirst(path == "/" ? 1 : path.count + 1)) }
-            names += s.directories.filter { $0 != path && parentDirectory($0) == path }.map { String($0.dropFirst(path == "/" ? 1 : path.count + 1)) }
-            return names.sorted()
+            guard let dir = s.directory(path) else { throw IOError.system(operation: "opendir", path: path, errno: ENOENT) }
+            return dir.entries.keys.sorted()
         }
     }
 
     public func exists(_ path: String) -> Bool {
-        state.withLock { $0.names[path] != nil || $0.directories.contains(path) }
+        state.withLock { $0.lookup(path) != nil }
     }
+
+    /// Makes the `n`-th mutating call from now (1-based) fail with EIO without crashing: the
+    /// call changes nothing, and later calls work (for testing what a caller does after an
+    /// error from a rename, a directory fsync, a create, …).
+    public func failOperation(after n: Int) { state.withLock { $0.failOperationAt = $0.operations + n } }
 
     // MARK: Internals used by handles
 
@@ -254,27 +243,31 @@ public final class SimulatedFileSystem: FileSystem, @unchecked Sendable {
 
     struct State {
         var rng: SplitMix64
-        var names: [String: SimFile] = [:]
-        var durableNames: [String: SimFile] = [:]
+        /// "/" and the working directory ".", which relative paths start from.
+        let roots: (slash: SimDirectory, dot: SimDirectory) = (SimDirectory(), SimDirectory())
         var allFiles: [SimFile] = []
-        var directories: Set<String> = []
-        var durableDirectories: Set<String> = []
-        var dirtyDirectories: Set<String> = []
+        var allDirectories: [SimDirectory] = []
         var operations = 0
         var syncs = 0
         var writes = 0
         var crashAt: Int?
         var failSyncAt: Int?
         var failWriteAt: Int?
+        var failOperationAt: Int?
         var crashed = false
         var generation = 0
+
+        init(rng: SplitMix64) {
+            self.rng = rng
+            allDirectories = [roots.slash, roots.dot]
+        }
 
         /// Throws when the process is "dead".
         func live(_ operation: String, _ path: String) throws(IOError) {
             if crashed { throw IOError.simulatedCrash(operation: operation, path: path) }
         }
 
-        /// Counts a mutating call and fires the crash point.
+        /// Counts a mutating call, fires the crash point and injected failures.
         mutating func mutate(_ operation: String, _ path: String) throws(IOError) {
             if crashed { throw IOError.simulatedCrash(operation: operation, path: path) }
             operations += 1
@@ -282,7 +275,89 @@ public final class SimulatedFileSystem: FileSystem, @unchecked Sendable {
                 crashed = true
                 throw IOError.simulatedCrash(operation: operation, path: path)
             }
+            if let at = failOperationAt, operations == at {
+                throw IOError.system(operation: operation, path: path, errno: EIO)
+            }
         }
+
+        /// The node at `path` in the current namespace.
+        func lookup(_ path: String) -> SimNode? {
+            let (start, components) = split(path)
+            var node = SimNode.directory(start)
+            for name in components {
+                guard case let .directory(dir) = node, let next = dir.entries[name] else { return nil }
+                node = next
+            }
+            return node
+        }
+
+        func directory(_ path: String) -> SimDirectory? {
+            guard case let .directory(dir)? = lookup(path) else { return nil }
+            return dir
+        }
+
+        func split(_ path: String) -> (SimDirectory, [String]) {
+            let components = path.split(separator: "/").map(String.init).filter { $0 != "." }
+            return (path.hasPrefix("/") ? roots.slash : roots.dot, components)
+        }
+
+        /// Creates the missing directories along `path`, durably (test set-up) or not.
+        mutating func makeDirectories(_ path: String, durable: Bool) -> SimDirectory {
+            let (start, components) = split(path)
+            var dir = start
+            for name in components {
+                if case let .directory(next)? = dir.entries[name] { dir = next; continue }
+                let child = SimDirectory()
+                allDirectories.append(child)
+                dir.set(name, .directory(child))
+                if durable { dir.durable[name] = .directory(child) }
+                dir = child
+            }
+            return dir
+        }
+
+        /// After a restart: only what the roots reach is left.
+        mutating func collectReachable() {
+            var files: [ObjectIdentifier: SimFile] = [:]
+            var dirs: [SimDirectory] = []
+            var queue = [roots.slash, roots.dot]
+            var seen = Set<ObjectIdentifier>()
+            while let dir = queue.popLast() {
+                guard seen.insert(ObjectIdentifier(dir)).inserted else { continue }
+                dirs.append(dir)
+                for node in dir.entries.values {
+                    switch node {
+                    case let .file(f): files[ObjectIdentifier(f)] = f
+                    case let .directory(d): queue.append(d)
+                    }
+                }
+            }
+            allFiles = Array(files.values)
+            allDirectories = dirs
+        }
+    }
+}
+
+/// A name in a simulated directory.
+enum SimNode {
+    case file(SimFile)
+    case directory(SimDirectory)
+}
+
+/// A simulated directory inode: its current entries and the ones a crash would leave.
+final class SimDirectory: @unchecked Sendable {
+    var entries: [String: SimNode] = [:]
+    var durable: [String: SimNode] = [:]
+    var isDirty = false
+
+    /// Changes an entry in the current namespace (durable after `syncDirectory`).
+    func set(_ name: String, _ node: SimNode?) {
+        entries[name] = node
+        isDirty = true
+    }
+
+    static func lastComponent(_ path: String) -> String {
+        String(path.split(separator: "/").last ?? "")
     }
 }
 

@@ -4,7 +4,7 @@ import KeelProto
 
 /// etcd's `.snap` files: `%016x-%016x.snap` (term-index) holding `snappb.snapshot{crc, data}`,
 /// where data is a `raftpb.Snapshot` and crc its CRC-32C. Written and fsynced in place, read
-/// newest first; a file that cannot be read is renamed `.broken`.
+/// newest first; a file whose bytes are damaged is renamed `.broken`.
 public struct Snapshotter {
     public let fileSystem: any FileSystem
     public let directory: String
@@ -16,19 +16,23 @@ public struct Snapshotter {
 
     public static func fileName(term: UInt64, index: UInt64) -> String { hex16(term) + "-" + hex16(index) + ".snap" }
 
-    /// Writes `snapshot` (a serialized `raftpb.Snapshot`) for `term`/`index`, fsynced.
+    /// Writes `snapshot` (a serialized `raftpb.Snapshot`) for `term`/`index`: to a temporary
+    /// name, fdatasynced, renamed into place and the directory fsynced, so a crash leaves either
+    /// no file or the whole one.
     public func save(term: UInt64, index: UInt64, snapshot: [UInt8]) throws(WALError) {
         var wrapper = Snappb_snapshot()
         wrapper.crc = CRC32C.checksum(snapshot)
         wrapper.data = Data(snapshot)
         let bytes = [UInt8](try! wrapper.serializedBytes() as [UInt8])
         let path = joinPath(directory, Snapshotter.fileName(term: term, index: index))
+        let temporary = path + ".tmp"
         try io { () throws(IOError) in
-            let f = try fileSystem.open(path, options: OpenOptions(writable: true, create: true, mode: 0o644))
+            let f = try fileSystem.open(temporary, options: OpenOptions(writable: true, create: true, mode: 0o644))
             defer { f.close() }
             try f.truncate(to: 0)
             try f.write(bytes, at: 0)
             try f.sync()
+            try fileSystem.renameDurably(temporary, to: path)
         }
     }
 
@@ -68,7 +72,10 @@ public struct Snapshotter {
             do throws(WALError) {
                 return try read(path: path)
             } catch {
-                try? fileSystem.rename(path, to: path + ".broken")
+                // Only a file whose bytes are bad is set aside; a read that failed (EMFILE,
+                // EACCES, EIO) says nothing about the file, so it is reported as it is.
+                guard case .badSnapshotFile = error else { throw error }
+                try io { () throws(IOError) in try fileSystem.renameDurably(path, to: path + ".broken") }
             }
         }
         throw WALError.noSnapshot(directory: directory)

@@ -56,8 +56,8 @@ public final class WAL {
         }
         let temporary = directory + ".tmp"
         try io { () throws(IOError) in
-            if fs.exists(temporary) { try removeTree(fs, temporary) }
-            try fs.makeDirectory(temporary, intermediate: true)
+            if fs.exists(temporary) { try fs.removeTree(temporary) }
+            try fs.makeDirectoryDurably(temporary)
         }
         let name = SegmentName.make(sequence: 0, index: 0)
         let handle = try io { () throws(IOError) in
@@ -75,10 +75,11 @@ public final class WAL {
         try wal.appendRecord(.crc, crcOverride: 0, data: nil)
         try wal.appendRecord(.metadata, data: metadata)
         try wal.saveSnapshot(WALSnapshot())
+        // The segment's directory entry first, then the directory's rename into place.
         try io { () throws(IOError) in
+            try fs.syncDirectory(temporary)
             if fs.exists(directory) { try fs.removeDirectory(directory) }
-            try fs.rename(temporary, to: directory)
-            try fs.syncDirectory(parentDirectory(directory))
+            try fs.renameDurably(temporary, to: directory)
         }
         return wal
     }
@@ -263,37 +264,55 @@ public final class WAL {
         }
     }
 
-    /// Closes the current segment at its end and starts the next one.
+    /// Closes the current segment at its end and starts the next one: `N.tmp` gets the crc,
+    /// metadata and state records and is synced, renamed to its segment name, and the directory
+    /// is fsynced. Appends move to the new segment only after all of that succeeded; any error on
+    /// the way disables appends for good (the new segment may or may not be visible after a
+    /// crash, so nothing may be acknowledged in it until a restart reads the log again).
     private func cut() throws(WALError) {
         try sync()
         guard let tail else { throw WALError.notWritable }
-        try io { () throws(IOError) in
-            try tail.truncate(to: tailOffset)
-            try tail.sync()
-        }
+        let fs = fileSystem
+        let size = segmentSize
         let sequence = SegmentName.parse(tailName)!.sequence + 1
         let name = SegmentName.make(sequence: sequence, index: lastIndex + 1)
         let temporary = joinPath(directory, "\(sequence % 2).tmp")
-        let fs = fileSystem
-        let size = segmentSize
-        let handle = try io { () throws(IOError) in
+        // The new segment's first records, chained from the running CRC.
+        var header: [UInt8] = []
+        var newCRC = crc
+        Frame.append(Frame.encodeRecord(type: .crc, crc: newCRC, data: nil), to: &header)
+        for (type, data) in [(RecordType.metadata, metadata), (.state, hardState.encoded())] {
+            newCRC = CRC32C.update(newCRC, data)
+            Frame.append(Frame.encodeRecord(type: type, crc: newCRC, data: data), to: &header)
+        }
+        let tailOffset = self.tailOffset
+        let directory = self.directory
+        let handle: any FileHandle
+        do throws(IOError) {
+            try tail.truncate(to: tailOffset)
+            try tail.sync()
             if fs.exists(temporary) { try fs.remove(temporary) }
             let h = try fs.open(temporary, options: OpenOptions(writable: true, create: true, mode: 0o600))
-            try h.lockRecord(.exclusive, timeoutSeconds: 0)
-            try h.preallocate(offset: 0, length: size, keepSize: false)
-            return h
+            do throws(IOError) {
+                try h.lockRecord(.exclusive, timeoutSeconds: 0)
+                try h.preallocate(offset: 0, length: size, keepSize: false)
+                try h.write(header, at: 0)
+                try h.sync()
+                try fs.rename(temporary, to: joinPath(directory, name))
+                try fs.syncDirectory(directory)
+            } catch {
+                h.close()
+                throw error
+            }
+            handle = h
+        } catch {
+            failure = "segment rollover to \(name): \(error.description)"
+            throw WALError.io(error)
         }
         self.tail = handle
         tailName = name
-        tailOffset = 0
-        try appendRecord(.crc, data: nil)
-        try appendRecord(.metadata, data: metadata)
-        try appendRecord(.state, data: hardState.encoded())
-        try sync()
-        try io { () throws(IOError) in
-            try fs.rename(temporary, to: joinPath(directory, name))
-            try fs.syncDirectory(directory)
-        }
+        self.tailOffset = Int64(header.count)
+        crc = newCRC
         locked.append((name, handle))
     }
 
@@ -355,14 +374,6 @@ public final class WAL {
             return true
         }
     }
-}
-
-func removeTree(_ fs: any FileSystem, _ path: String) throws(IOError) {
-    for name in try fs.listDirectory(path) {
-        let child = joinPath(path, name)
-        if (try? fs.listDirectory(child)) != nil { try removeTree(fs, child) } else { try fs.remove(child) }
-    }
-    try fs.removeDirectory(path)
 }
 
 extension WAL {

@@ -9,6 +9,9 @@ public enum WALError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The last record of the last segment was torn by a crash (a zeroed 512-byte sector);
     /// `repair` truncates it.
     case tornTail(segment: String, offset: Int64)
+    /// A record at `offset` is damaged, yet a record whose CRC chains follows it at
+    /// `validRecordAt`: corruption of synced data, not a torn write. `repair` refuses it.
+    case damageBeforeValidRecords(segment: String, offset: Int64, validRecordAt: Int64)
     /// A record longer than the 10 MiB limit.
     case recordTooLarge(segment: String, offset: Int64, length: UInt64)
     /// Segment sequence numbers are not contiguous.
@@ -41,6 +44,8 @@ public enum WALError: Error, Equatable, Sendable, CustomStringConvertible {
             return "wal: corrupt record in \(segment) at offset \(offset): \(reason)"
         case let .tornTail(segment, offset):
             return "wal: torn write at the end of \(segment) (offset \(offset)); repair truncates the tail"
+        case let .damageBeforeValidRecords(segment, offset, later):
+            return "wal: damaged record in \(segment) at offset \(offset), but a valid record follows at offset \(later): the log is corrupt, not torn, and repair would drop synced entries; restore this member from a snapshot or a healthy peer"
         case let .recordTooLarge(segment, offset, length):
             return "wal: record of \(length) bytes in \(segment) at offset \(offset) exceeds the 10 MiB limit"
         case let .segmentGap(after, next):

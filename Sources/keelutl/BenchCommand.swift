@@ -107,7 +107,7 @@ struct StorageBenchCommand: ParsableCommand {
                     bar.clear()
                     emit(kind, result)
                 }
-                engine.close()
+                try engine.close()
                 if !keep { kind.remove(base: base) }
             } catch {
                 bar.clear()

@@ -26,7 +26,7 @@ struct CheckCommand: ParsableCommand {
             printError("keelutl check: \(error)")
             throw ExitCode(2)
         }
-        defer { db.close() }
+        defer { try? db.close() }
         let issues = try db.view { tx throws(BoltError) in tx.check() }
         if issues.isEmpty {
             print("OK")

@@ -40,7 +40,7 @@ struct SnapshotStatusCommand: ParsableCommand {
 
     func run() throws {
         let db = try openReadOnly(file, command: "snapshot status")
-        defer { db.close() }
+        defer { try? db.close() }
         let status: SnapshotStatus
         do {
             status = try SnapshotStatus.compute(db)
@@ -86,7 +86,7 @@ struct EtcdDumpCommand: ParsableCommand {
             range = parts[0]...parts[1]
         }
         let db = try openReadOnly(file, command: "etcd dump")
-        defer { db.close() }
+        defer { try? db.close() }
         let dump = EtcdDump(keyPrefix: keyPrefix.map { Array($0.utf8) }, revisionRange: range, limit: limit)
         do {
             let (lines, problems) = try dump.lines(db)
@@ -151,7 +151,7 @@ struct InfoCommand: ParsableCommand {
     var writeOut: OutputFormat = .table
     func run() throws {
         let db = try openReadOnly(path, command: "info")
-        defer { db.close() }
+        defer { try? db.close() }
         let m = db.currentMeta
         if writeOut == .json {
             print("{\"pageSize\":\(db.pageSize),\"txid\":\(m.txid),\"root\":\(m.root),\"highWaterMark\":\(m.pgid),\"freelist\":\(m.freelist == PageLayout.noFreelist ? "null" : String(m.freelist))}")
@@ -168,7 +168,7 @@ struct BucketsCommand: ParsableCommand {
     var writeOut: OutputFormat = .simple
     func run() throws {
         let db = try openReadOnly(path, command: "buckets")
-        defer { db.close() }
+        defer { try? db.close() }
         let names = try db.view({ tx throws(BoltError) in try tx.bucketNames() }).map { String(decoding: $0, as: UTF8.self) }
         if writeOut == .json { print(jsonArray(names)) } else { for name in names { print(name) } }
     }
@@ -187,7 +187,7 @@ struct KeysCommand: ParsableCommand {
     var writeOut: OutputFormat = .simple
     func run() throws {
         let db = try openReadOnly(path, command: "keys")
-        defer { db.close() }
+        defer { try? db.close() }
         try db.view { tx throws in
             let bucket = try resolve(tx, buckets)
             var keys: [String] = []
@@ -206,7 +206,7 @@ struct GetCommand: ParsableCommand {
     func run() throws {
         guard names.count >= 2 else { throw ValidationError("give at least one bucket and a key") }
         let db = try openReadOnly(path, command: "get")
-        defer { db.close() }
+        defer { try? db.close() }
         try db.view { tx throws in
             let bucket = try resolve(tx, Array(names.dropLast()))
             let key = names.last!

@@ -41,7 +41,7 @@ struct PagesCommand: ParsableCommand {
         if let db = try? DB.open(path: path, options: options) {
             uses = try? db.view { tx throws(BoltError) in tx.pageUses() }
             if let uses { for (i, u) in uses.enumerated() where u.use == .free { freeIDs.insert(UInt64(i)) } }
-            db.close()
+            try db.close()
         }
         if writeOut != .json {
             print("ID       TYPE       ITEMS  OVRFLW")
@@ -203,7 +203,7 @@ struct StatsCommand: ParsableCommand {
 
     func run() throws {
         let db = try openReadOnly(path, command: "stats")
-        defer { db.close() }
+        defer { try? db.close() }
         let s: BucketStats
         var count = 0
         do {
@@ -257,7 +257,7 @@ struct CompactCommand: ParsableCommand {
 
     func run() throws {
         let src = try openReadOnly(source, command: "compact")
-        defer { src.close() }
+        defer { try? src.close() }
         if FileManager.default.fileExists(atPath: destination) {
             printError("keelutl compact: \(destination) exists; give a new path")
             throw ExitCode(2)
@@ -285,7 +285,7 @@ struct CompactCommand: ParsableCommand {
             throw ExitCode(1)
         }
         bar.clear()
-        dst.close()
+        try dst.close()
         let before = (try? FileManager.default.attributesOfItem(atPath: source)[.size] as? Int64) ?? 0
         let after = (try? FileManager.default.attributesOfItem(atPath: destination)[.size] as? Int64) ?? 0
         print("\(before ?? 0) -> \(after ?? 0) bytes (gain=\(String(format: "%.2f", Double(before ?? 0) / Double(max(after ?? 1, 1))))x)")

@@ -113,7 +113,7 @@ final class BackendBehaviourTests: XCTestCase {
             try tx.commit()
             XCTAssertGreaterThan(try backend.size(), 0)
             XCTAssertGreaterThan(try backend.sizeInUse(), 0)
-            backend.close()
+            try backend.close()
         }
     }
 
@@ -142,7 +142,7 @@ final class BackendBehaviourTests: XCTestCase {
                 let r = try copy.beginRead()
                 XCTAssertEqual(try backendHash(r), hashBefore)
                 r.end()
-                copy.close()
+                try copy.close()
             } else {
                 copyPath = dir + "/copy-lmdb"
                 try FileManager.default.createDirectory(atPath: copyPath, withIntermediateDirectories: true)
@@ -159,7 +159,7 @@ final class BackendBehaviourTests: XCTestCase {
             let after = try backend.beginRead()
             XCTAssertEqual(try backendHash(after), hashBefore, backend.kind)
             after.end()
-            backend.close()
+            try backend.close()
         }
     }
 
@@ -181,6 +181,6 @@ final class BackendBehaviourTests: XCTestCase {
         let r = try backend.beginRead()
         XCTAssertEqual(try r.bucket([b("k")]).entries().count, 250)
         r.end()
-        backend.close()
+        try backend.close()
     }
 }

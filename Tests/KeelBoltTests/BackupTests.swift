@@ -31,8 +31,8 @@ final class BackupTests: XCTestCase {
         XCTAssertNil(try backup.view { t throws(BoltError) in try difference(t.rootBucket, snapshot) })
         assertConsistent(backup)
         XCTAssertFalse(fs.exists("/backup.db.tmp"))
-        backup.close()
-        db.close()
+        try backup.close()
+        try db.close()
     }
 
     func testCompactKeepsDataAndShrinks() throws {
@@ -45,7 +45,7 @@ final class BackupTests: XCTestCase {
         XCTAssertNil(try dst.view { t throws(BoltError) in try difference(t.rootBucket, model) })
         assertConsistent(dst)
         XCTAssertLessThanOrEqual(dst.currentMeta.pgid, db.currentMeta.pgid)
-        dst.close()
-        db.close()
+        try dst.close()
+        try db.close()
     }
 }

@@ -17,7 +17,7 @@ final class BadInputTests: XCTestCase {
         }
         try db.update { tx throws(BoltError) in try tx.bucket(b("b"))!.put(b("key-00001"), b("again")) }
         let root = try db.view { tx throws(BoltError) in try tx.bucket(b("b"))!.root }
-        db.close()
+        try db.close()
         return (fs.contents(of: "/src.db")!, root)
     }
 
@@ -70,7 +70,7 @@ final class BadInputTests: XCTestCase {
         // Read-write: an empty file becomes a new database, as in bbolt.
         let db = try open([])
         assertConsistent(db)
-        db.close()
+        try db.close()
     }
 
     func testTruncatedFile() throws {
@@ -102,7 +102,7 @@ final class BadInputTests: XCTestCase {
         XCTAssertEqual(db.currentMeta.txid, 2, "fell back to the older commit")
         XCTAssertEqual(try db.view { tx throws(BoltError) in try tx.bucket(b("b"))?.get(b("key-00001"))?.bytes },
                        [UInt8](repeating: 1, count: 60))
-        db.close()
+        try db.close()
     }
 
     func testBothMetasCorrupt() throws {
@@ -133,14 +133,14 @@ final class BadInputTests: XCTestCase {
         XCTAssertEqual(readAll(db), .pageOutOfBounds(id: 999_999, highWaterMark: db.currentMeta.pgid))
         let issues = try db.view { tx throws(BoltError) in tx.check() }
         XCTAssertTrue(issues.contains { $0.page == 999_999 && $0.message.contains("out of bounds") }, "\(issues)")
-        db.close()
+        try db.close()
         // A read-write open with a stored freelist does not walk the tree; writing into the
         // broken part fails with the same typed error and leaves the file as it was.
         let writable = try open(bytes)
         XCTAssertThrowsError(try writable.update { tx throws(BoltError) in try tx.bucket(b("b"))!.put(b("key-00000"), b("x")) }) { error in
             XCTAssertEqual(error as? BoltError, .pageOutOfBounds(id: 999_999, highWaterMark: writable.currentMeta.pgid))
         }
-        writable.close()
+        try writable.close()
     }
 
     func testBranchChildPointingAtItself() throws {
@@ -150,7 +150,7 @@ final class BadInputTests: XCTestCase {
         guard case .corruptPage? = readAll(db) else { return XCTFail("expected a corrupt page error") }
         let issues = try db.view { tx throws(BoltError) in tx.check() }
         XCTAssertTrue(issues.contains { $0.page == root && $0.message == "multiple references" }, "\(issues)")
-        db.close()
+        try db.close()
     }
 
     func testWrongPageFlags() throws {
@@ -160,7 +160,7 @@ final class BadInputTests: XCTestCase {
         let db = try open(bytes, readOnly: true)
         XCTAssertEqual(readAll(db), .corruptPage(id: child, reason: "invalid page type unknown<40> where a branch or leaf was expected"))
         XCTAssertTrue(try db.view { tx throws(BoltError) in tx.check() }.contains { $0.page == child && $0.message.contains("invalid type") })
-        db.close()
+        try db.close()
     }
 
     func testElementPointingPastThePage() throws {
@@ -172,7 +172,7 @@ final class BadInputTests: XCTestCase {
         XCTAssertEqual(id, UInt64(child))
         XCTAssertTrue(reason.contains("past the page end"), reason)
         XCTAssertFalse(try db.view { tx throws(BoltError) in tx.check() }.isEmpty)
-        db.close()
+        try db.close()
     }
 
     func testHugeOverflowAndCount() throws {
@@ -182,11 +182,11 @@ final class BadInputTests: XCTestCase {
         setU32(&a, child * pageSize + 12, 0xFFFF_FFFF)
         var db = try open(a, readOnly: true)
         XCTAssertNotNil(readAll(db))
-        db.close()
+        try db.close()
         setU16(&bytes, child * pageSize + 10, 0xFFF0)
         db = try open(bytes, readOnly: true)
         guard case .corruptPage? = readAll(db) else { return XCTFail("expected corrupt page") }
-        db.close()
+        try db.close()
     }
 
     func testFreelistListingOutOfRangeIDs() throws {
@@ -202,7 +202,7 @@ final class BadInputTests: XCTestCase {
         }
         let db = try open(bytes, readOnly: true)
         XCTAssertTrue(try db.view { tx throws(BoltError) in tx.check() }.contains { $0.message.contains("123456789") })
-        db.close()
+        try db.close()
     }
 
     /// Random byte flips anywhere in the file: whatever happens is a typed error or success.
@@ -227,7 +227,7 @@ final class BadInputTests: XCTestCase {
                     if !readOnly {
                         try? db.update { tx throws(BoltError) in try tx.createBucketIfNotExists(b("b")).put(b("new"), b("v")) }
                     }
-                    db.close()
+                    try db.close()
                 } catch is BoltError {
                     errors += 1
                 }

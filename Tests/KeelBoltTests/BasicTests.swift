@@ -6,7 +6,7 @@ final class BasicTests: XCTestCase {
     func testNewFileHasBboltInitialLayout() throws {
         let fs = SimulatedFileSystem(seed: 1)
         let db = try DB.open(path: "/a.db", options: simOptions(fs))
-        db.close()
+        try db.close()
         let bytes = fs.contents(of: "/a.db")!
         XCTAssertEqual(bytes.count, 16384)
         // meta 0 checksum as bbolt 1.3.6 writes it for a 4096-byte page file.
@@ -27,7 +27,7 @@ final class BasicTests: XCTestCase {
             try bucket.put(b("empty"), [UInt8]())
         }
         XCTAssertEqual(try db.view { tx throws(BoltError) in try tx.bucket(b("widgets"))?.get(b("foo"))?.bytes }, b("bar"))
-        db.close()
+        try db.close()
         db = try DB.open(path: "/a.db", options: simOptions(fs))
         try db.view { tx throws(BoltError) in
             guard let bucket = try tx.bucket(b("widgets")) else { return XCTFail("no bucket") }
@@ -41,7 +41,7 @@ final class BasicTests: XCTestCase {
         XCTAssertNil(try db.view { tx throws(BoltError) in try tx.bucket(b("widgets"))?.get(b("foo")) })
         assertConsistent(db)
         // The file after the first commit is 32 KiB, as bbolt's.
-        db.close()
+        try db.close()
     }
 
     func testFirstCommitLayoutMatchesBbolt() throws {
@@ -54,7 +54,7 @@ final class BasicTests: XCTestCase {
         XCTAssertEqual(meta.freelist, 5)
         XCTAssertEqual(meta.pgid, 6)
         XCTAssertEqual(fs.contents(of: "/a.db")!.count, 32768)
-        db.close()
+        try db.close()
     }
 
     func testBucketRules() throws {
@@ -93,7 +93,7 @@ final class BasicTests: XCTestCase {
         }
         XCTAssertEqual(try db.view { tx throws(BoltError) in try tx.bucketNames() }, [])
         assertConsistent(db)
-        db.close()
+        try db.close()
     }
 
     func testInlineRuleAtQuarterPage() throws {
@@ -118,7 +118,7 @@ final class BasicTests: XCTestCase {
         XCTAssertEqual(stats.inlineBucketN, 1)
         XCTAssertEqual(stats.bucketN, 3)
         assertConsistent(db)
-        db.close()
+        try db.close()
     }
 
     func testOverflowValuesAndCursorDirections() throws {
@@ -149,7 +149,7 @@ final class BasicTests: XCTestCase {
             XCTAssertEqual(try c.seek(b("a"))?.key.description, "key00000")
         }
         assertConsistent(db)
-        db.close()
+        try db.close()
     }
 
     func testCursorDeleteAndEmptyBucketAfterDeletes() throws {
@@ -169,7 +169,7 @@ final class BasicTests: XCTestCase {
         }
         try db.view { tx throws(BoltError) in XCTAssertNil(try tx.bucket(b("b"))!.cursor().first()) }
         assertConsistent(db)
-        db.close()
+        try db.close()
     }
 
     func testRollbackLeavesNoTrace() throws {
@@ -187,7 +187,7 @@ final class BasicTests: XCTestCase {
         try db.update { tx throws(BoltError) in try tx.bucket(b("b"))!.put(b("c"), b("3")) }
         assertConsistent(db)
         XCTAssertThrowsError(try tx.commit()) { XCTAssertEqual($0 as? BoltError, .txClosed) }
-        db.close()
+        try db.close()
     }
 
     func testNoFreelistSyncWritesNoFreelistAndRebuildsOnOpen() throws {
@@ -201,15 +201,15 @@ final class BasicTests: XCTestCase {
         }
         XCTAssertEqual(db.currentMeta.freelist, PageLayout.noFreelist)
         assertConsistent(db)
-        db.close()
+        try db.close()
         db = try DB.open(path: "/a.db", options: simOptions(fs) { $0.noFreelistSync = true })
         XCTAssertGreaterThan(db.freelistCounts().free, 0, "free pages rebuilt by scanning")
-        db.close()
+        try db.close()
         // Opening without the option writes a freelist at once.
         db = try DB.open(path: "/a.db", options: simOptions(fs))
         XCTAssertNotEqual(db.currentMeta.freelist, PageLayout.noFreelist)
         assertConsistent(db)
         XCTAssertEqual(try db.view { tx throws(BoltError) in try tx.bucket(b("b"))?.get(b("k5"))?.bytes }, b("round 4"))
-        db.close()
+        try db.close()
     }
 }

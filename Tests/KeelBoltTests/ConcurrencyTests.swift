@@ -84,7 +84,7 @@ final class ConcurrencyTests: XCTestCase {
         XCTAssertGreaterThan(snapshotsChecked.withLock { $0 }, 3)
         assertConsistent(db)
         XCTAssertEqual(db.stats().openTxN, 0)
-        db.close()
+        try db.close()
     }
 
     func testReadersKeepStableSnapshots() throws {
@@ -107,12 +107,12 @@ final class ConcurrencyTests: XCTestCase {
         }
         options.readOnly = true
         XCTAssertThrowsError(try DB.open(path: dir + "/l.db", options: options))
-        db.close()
+        try db.close()
         let reader1 = try DB.open(path: dir + "/l.db", options: options)
         let reader2 = try DB.open(path: dir + "/l.db", options: options)
         XCTAssertThrowsError(try reader1.update { _ throws(BoltError) in }) { XCTAssertEqual($0 as? BoltError, .readOnly) }
-        reader1.close()
-        reader2.close()
+        try reader1.close()
+        try reader2.close()
     }
 
     /// A page freed while an older reader is open is not reused until that reader ends.
@@ -131,6 +131,6 @@ final class ConcurrencyTests: XCTestCase {
         try db.update { tx throws(BoltError) in try tx.bucket(b("b"))!.put(b("k"), b("small")) }
         XCTAssertGreaterThan(db.freelistCounts().free, 0)
         assertConsistent(db)
-        db.close()
+        try db.close()
     }
 }

@@ -61,7 +61,7 @@ final class CrashTests: XCTestCase {
         var acked = 0
         let db = try DB.open(path: "/data/crash.db", options: options(probe, pageSize: pageSize, noFreelistSync: noFreelistSync))
         try workload.run(db, acknowledged: &acked)
-        db.close()
+        try db.close()
         let total = probe.mutatingOperations
         XCTAssertGreaterThan(total, 12 * 4)
 
@@ -97,7 +97,7 @@ final class CrashTests: XCTestCase {
             // The recovered file keeps working.
             try reopened.update { tx throws(BoltError) in try tx.createBucketIfNotExists(b("after")).put(b("k"), b("v")) }
             assertConsistent(reopened, context + " then one more commit")
-            reopened.close()
+            try reopened.close()
             if now.0 != nil && now.1 != nil { return }
         }
     }
@@ -127,12 +127,12 @@ final class CrashTests: XCTestCase {
                 guard case .writesDisabled = error as? BoltError else { return XCTFail("expected writesDisabled, got \(error)") }
             }
             XCTAssertNil(try db.view { tx throws(BoltError) in try difference(tx.rootBucket, workload.models[acknowledged]) })
-            db.close()
+            try db.close()
             fs.restart(mode: .random)
             let reopened = try DB.open(path: "/eio.db", options: options(fs, pageSize: 4096, noFreelistSync: false))
             XCTAssertNil(try reopened.view { tx throws(BoltError) in try difference(tx.rootBucket, workload.models[acknowledged]) }, "sync \(n)")
             assertConsistent(reopened)
-            reopened.close()
+            try reopened.close()
         }
     }
 
@@ -150,7 +150,7 @@ final class CrashTests: XCTestCase {
             XCTAssertNil(try db.view { tx throws(BoltError) in try difference(tx.rootBucket, workload.models[acknowledged]) })
             try db.update { tx throws(BoltError) in try tx.createBucketIfNotExists(b("after")).put(b("k"), b("v")) }
             assertConsistent(db, "write failure \(n)")
-            db.close()
+            try db.close()
         }
     }
 }

@@ -21,7 +21,7 @@ final class EtcdFileTests: XCTestCase {
         var options = Options()
         options.readOnly = true
         let db = try DB.open(path: path, options: options)
-        defer { db.close() }
+        defer { try? db.close() }
         let names = try db.view { tx throws(BoltError) in try tx.bucketNames().map { String(decoding: $0, as: UTF8.self) } }
         for expected in ["key", "meta", "members", "lease", "cluster", "alarm", "auth"] {
             XCTAssertTrue(names.contains(expected), "bucket \(expected) missing from \(names)")

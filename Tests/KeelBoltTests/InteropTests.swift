@@ -69,7 +69,7 @@ final class InteropTests: XCTestCase {
             try writeRandomData(db, seed: seed, operations: 300)
             assertConsistent(db, config.name)
             let ours = try keelDump(db)
-            db.close()
+            try db.close()
             let check = try GoOracle.run(["check", path], allowFailure: true)
             XCTAssertEqual(check.stdout, "OK\n", "\(config.name): Go tx.Check: \(check.stdout) \(check.stderr)")
             let theirs = try GoOracle.run(["dump", path]).stdout
@@ -90,7 +90,7 @@ final class InteropTests: XCTestCase {
             assertConsistent(db, config.name)
             try writeRandomData(db, seed: seed &+ 1, operations: 200)
             let ours = try keelDump(db)
-            db.close()
+            try db.close()
             let check = try GoOracle.run(["check", path], allowFailure: true)
             XCTAssertEqual(check.stdout, "OK\n", "\(config.name): Go tx.Check after Keel wrote: \(check.stdout)")
             XCTAssertEqual(try GoOracle.run(["dump", path]).stdout, ours)
@@ -100,7 +100,7 @@ final class InteropTests: XCTestCase {
             let appended = try db.view { tx throws(BoltError) in try tx.bucket(b("go-append"))?.get(b("go-key-000499"))?.bytes }
             XCTAssertEqual(appended, b("go-value-499"))
             assertConsistent(db, config.name)
-            db.close()
+            try db.close()
         }
     }
 
@@ -116,7 +116,7 @@ final class InteropTests: XCTestCase {
         try db.update { tx throws(BoltError) in try tx.bucket(b("big"))!.put(b("keel"), b("was here")) }
         assertConsistent(db)
         let ours = try keelDump(db)
-        db.close()
+        try db.close()
         XCTAssertEqual(try GoOracle.run(["check", path], allowFailure: true).stdout, "OK\n")
         XCTAssertEqual(try GoOracle.run(["dump", path]).stdout, ours)
     }

@@ -172,7 +172,7 @@ final class ModelTests: XCTestCase {
             if t % 5 == 0 || t == transactions - 1 { assertConsistent(db, "seed \(seed) after transaction \(t)") }
             if diff != nil { return }
             if rng.next() % 15 == 0 {
-                db.close()
+                try db.close()
                 db = try DB.open(path: "/model.db", options: options)
             }
         }
@@ -182,7 +182,7 @@ final class ModelTests: XCTestCase {
         }
         XCTAssertEqual(try keelDump(db), "")
         assertConsistent(db, "seed \(seed) after deleting everything")
-        db.close()
+        try db.close()
     }
 
     func testModel4096Array() throws { try runModel(pageSize: 4096, freelistType: .array, noFreelistSync: false, transactions: 400) }
@@ -213,7 +213,7 @@ final class ModelTests: XCTestCase {
                 let left = try db.view { tx throws(BoltError) in try tx.bucket(b("b"))!.cursor().first()?.key.bytes }
                 XCTAssertNil(left)
                 assertConsistent(db, "count \(count) order \(order) emptied")
-                db.close()
+                try db.close()
             }
         }
     }

@@ -89,7 +89,7 @@ final class CommandTests: XCTestCase {
         try db.update { tx throws(BoltError) in try tx.bucket(Array("b".utf8))!.delete(Array("key-00001".utf8)) }
         let (root, freelist) = try db.view { tx throws(BoltError) in (try tx.bucket(Array("b".utf8))!.stats(), tx.meta.freelist) }
         _ = root
-        db.close()
+        try db.close()
         let original = try Array(Data(contentsOf: URL(fileURLWithPath: clean)))
         let pages = try keelutl(["pages", clean]).stdout
         let branch = pages.split(separator: "\n").first { $0.contains(" branch ") }.flatMap { UInt64($0.split(separator: " ")[0]) }!

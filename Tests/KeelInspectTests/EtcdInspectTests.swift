@@ -37,7 +37,7 @@ final class EtcdInspectTests: XCTestCase {
         var options = Options()
         options.readOnly = true
         let db = try DB.open(path: dbPath, options: options)
-        defer { db.close() }
+        defer { try? db.close() }
         let ours = try SnapshotStatus.compute(db)
         XCTAssertEqual(ours.json, theirs.trimmingCharacters(in: .whitespacesAndNewlines))
 
