@@ -82,7 +82,7 @@ public struct CrossCheck {
                 tx = nil
                 known = txBuckets
                 report.comparisons += backend.comparisons
-                backend.close()
+                try backend.close()
                 backend = try open()
                 report.reopens += 1
                 report.commits += 1
@@ -140,7 +140,7 @@ public struct CrossCheck {
         try tx?.commit()
         report.commits += tx == nil ? 0 : 1
         report.comparisons += backend.comparisons
-        backend.close()
+        try backend.close()
         return report
     }
 

@@ -63,7 +63,7 @@ final class CrossCheckTests: XCTestCase {
         }
         XCTAssertThrowsError(try pair.beginRead(), "a diverged cross-check refuses further work")
         reader.end()
-        pair.close()
+        try pair.close()
     }
 
     func testHashIsTheSameOnBothEngines() throws {
@@ -83,7 +83,7 @@ final class CrossCheckTests: XCTestCase {
         XCTAssertNotEqual(ha, try backendHash(ra, skip: [[b("meta"), b("meta-1")]]))
         ra.end()
         rb.end()
-        pair.close()
+        try pair.close()
     }
 }
 

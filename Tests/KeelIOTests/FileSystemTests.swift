@@ -38,7 +38,7 @@ final class SimulatedFileSystemTests: XCTestCase {
         var kept = 0
         for seed in 0..<40 as Range<UInt64> {
             let fs = SimulatedFileSystem(seed: seed)
-            try fs.makeDirectory("/d", intermediate: true)
+            try fs.makeDirectoryDurably("/d")
             let f = try fs.open("/d/tmp", options: .createReadWrite)
             try f.write([1, 2, 3], at: 0)
             try f.sync()

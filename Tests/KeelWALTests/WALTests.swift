@@ -17,7 +17,7 @@ func entries(_ range: ClosedRange<UInt64>, term: UInt64 = 1, size: Int = 0) -> [
 final class WALTests: XCTestCase {
     func testCreateSaveReadBack() throws {
         let fs = SimulatedFileSystem(seed: 1)
-        try fs.makeDirectory("/d", intermediate: true)
+        try fs.makeDirectoryDurably("/d")
         let meta = encodeMetadata(nodeID: 1, clusterID: 2)
         let wal = try WAL.create(fileSystem: fs, directory: "/d/wal", metadata: meta)
         try wal.save(hardState: HardState(term: 1, vote: 1, commit: 0), entries: entries(1...10))
@@ -130,7 +130,7 @@ final class WALTests: XCTestCase {
 
     func testSnapshotFiles() throws {
         let fs = SimulatedFileSystem(seed: 5)
-        try fs.makeDirectory("/snap", intermediate: true)
+        try fs.makeDirectoryDurably("/snap")
         let snapper = Snapshotter(fileSystem: fs, directory: "/snap")
         var snapshot = Raftpb_Snapshot()
         snapshot.data = Data("{\"Root\":{}}".utf8)
