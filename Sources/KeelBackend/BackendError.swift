@@ -12,6 +12,10 @@ public enum BackendError: Error, Equatable, Sendable, CustomStringConvertible {
     case engine(kind: String, message: String)
     /// The cross-checked backends disagreed. The message holds the operations that led there.
     case divergence(String)
+    /// A write or commit of a `BatchedWriter` batch failed, so the whole batch was rolled
+    /// back, including writes whose calls had returned. Every later call fails the same way
+    /// until the owner calls `reset()` after rebuilding what the lost batch held.
+    case batchAborted(String)
 
     /// The case without its payload, for comparing the errors of two engines.
     public var category: String {
@@ -26,6 +30,7 @@ public enum BackendError: Error, Equatable, Sendable, CustomStringConvertible {
         case .txClosed: return "txClosed"
         case .engine: return "engine"
         case .divergence: return "divergence"
+        case .batchAborted: return "batchAborted"
         }
     }
 
@@ -41,6 +46,7 @@ public enum BackendError: Error, Equatable, Sendable, CustomStringConvertible {
         case .txClosed: return "the transaction is closed"
         case let .engine(kind, message): return "\(kind): \(message)"
         case let .divergence(message): return "backends diverged: \(message)"
+        case let .batchAborted(message): return "batch aborted: \(message)"
         }
     }
 }

@@ -38,12 +38,9 @@ public final class BoltBackend: Backend, @unchecked Sendable {
         }
     }
 
-    public func sizeInUse() throws(BackendError) -> Int64 {
-        let db = self.db
-        if db.options.readOnly { return try size() }
-        let (free, pending) = db.freelistCounts()
-        return try size() - Int64(free + pending) * Int64(db.pageSize)
-    }
+    /// etcd's definition: high-water mark × page size − free pages × page size (pending pages
+    /// still count as in use), as of the last commit.
+    public func sizeInUse() throws(BackendError) -> Int64 { db.sizeInUse }
 
     @discardableResult
     public func backup(to sink: (UnsafeRawBufferPointer) throws(BackendError) -> Void) throws(BackendError) -> Int64 {

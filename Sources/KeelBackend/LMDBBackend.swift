@@ -47,17 +47,27 @@ public final class LMDBBackend: Backend, @unchecked Sendable {
         let info = try mapLMDB { () throws(LMDBError) in try env.info() }
         let tx = try mapLMDB { () throws(LMDBError) in try env.beginRead() }
         defer { tx.rollback() }
-        let free = try mapLMDB { () throws(LMDBError) in try freePageCount(tx) }
-        return Int64(info.lastPage + 1 - free) * Int64(info.pageSize)
+        let pages = info.lastPage + 1
+        let free = try mapLMDB { () throws(LMDBError) in try freePageCount(tx, pages: pages) }
+        return Int64(pages - free) * Int64(info.pageSize)
     }
 
-    /// Counts the page numbers recorded in LMDB's free-page database (dbi 0).
-    private func freePageCount(_ tx: LMDBTransaction) throws(LMDBError) -> Int {
+    /// Counts the page numbers recorded in LMDB's free-page database (dbi 0): each value is a
+    /// list whose first word is its length. The counts come from the file, so each one and
+    /// their sum are checked against the `pages` the environment has.
+    private func freePageCount(_ tx: LMDBTransaction, pages: Int) throws(LMDBError) -> Int {
         let cursor = try tx.cursor(0)
         var count = 0
         var entry = try cursor.first()
         while let e = entry {
-            if e.value.count >= MemoryLayout<Int>.size { count += e.value.loadUnaligned(as: Int.self) }
+            if e.value.count >= MemoryLayout<Int>.size {
+                let n = e.value.loadUnaligned(as: Int.self)
+                let (sum, overflow) = count.addingReportingOverflow(n)
+                guard n >= 0, !overflow, sum <= pages else {
+                    throw LMDBError.notAnEnvironment(path: path, reason: "the free-page database lists \(n) pages in one entry (\(count) before it), more than the \(pages) the environment has: it is damaged")
+                }
+                count = sum
+            }
             entry = try cursor.next()
         }
         return count

@@ -43,6 +43,8 @@ public final class DB: @unchecked Sendable {
         var writeFailure: String?
         var fileSize: Int64
         var stats = DBStats()
+        /// Free (not pending) pages after the last commit or the open.
+        var freePages = 0
     }
 
     private init(path: String, options: Options, pageSize: Int, file: any FileHandle, meta: Meta, region: MappedRegion, fileSize: Int64) {
@@ -237,6 +239,7 @@ public final class DB: @unchecked Sendable {
             throw BoltError.corruptPage(id: meta.freelist, reason: "freelist lists page \(a) more than once")
         }
         freelist.reset(freeIDs: sorted)
+        shared.withLock { $0.freePages = freelist.freeCount }
     }
 
     // MARK: Transactions
@@ -409,8 +412,10 @@ public final class DB: @unchecked Sendable {
         tx.stats.syncNanoseconds += t1 - t0
         tx.stats.write += 1
 
+        let freePages = freelist.freeCount
         shared.withLock { s in
             s.meta = tx.meta
+            s.freePages = freePages
             s.stats.txN += 1
             s.stats.accumulate(tx.stats)
         }
@@ -521,6 +526,13 @@ public final class DB: @unchecked Sendable {
             st.openTxN = s.readers.values.reduce(0, +)
             return st
         }
+    }
+
+    /// The bytes the committed data uses, as etcd defines it: high-water mark × page size minus
+    /// the free (not pending) pages. Does not wait for the writer. A read-only handle does not
+    /// load the freelist, so it reports the high-water mark.
+    public var sizeInUse: Int64 {
+        shared.withLock { s in (Int64(s.meta.pgid) - Int64(s.freePages)) * Int64(pageSize) }
     }
 
     /// Free and pending page counts (writer's view; taken under the writer lock).

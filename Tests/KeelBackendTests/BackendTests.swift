@@ -183,4 +183,70 @@ final class BackendBehaviourTests: XCTestCase {
         r.end()
         try backend.close()
     }
+
+    /// A failed write in a batch rolls back writes whose calls had returned: the writer must
+    /// say so to everyone (the failing caller, the next commit, the next writers) instead of
+    /// committing the rest as if nothing was lost.
+    func testFailedWriteAbortsTheWholeBatchVisibly() throws {
+        let dir = try temporaryDirectory(self)
+        let backend = try BoltBackend(path: dir + "/abort.db")
+        let writer = BatchedWriter(backend: backend, batchLimit: 1000, intervalSeconds: 10)
+        try writer.write { tx throws(BackendError) in try tx.createBucket([b("k")]) }
+        try writer.forceCommit()
+        XCTAssertTrue(writer.isCommitted(1))
+        let batch = writer.currentBatch
+        try writer.write { tx throws(BackendError) in try tx.bucket([b("k")]).put(b("a"), b("1")) }
+        try writer.write { tx throws(BackendError) in try tx.bucket([b("k")]).put(b("b"), b("2")) }
+        XCTAssertFalse(writer.isCommitted(batch), "staged, not committed")
+        // The third write fails (an empty key).
+        XCTAssertThrowsError(try writer.write { tx throws(BackendError) in try tx.bucket([b("k")]).put([], b("3")) }) { error in
+            guard case let .batchAborted(message)? = error as? BackendError else { return XCTFail("\(error)") }
+            XCTAssertTrue(message.contains("2 staged changes from 2 earlier writes"), message)
+        }
+        // Every later call says the batch was lost, rather than committing or starting afresh.
+        XCTAssertThrowsError(try writer.forceCommit()) { XCTAssertEqual(($0 as? BackendError)?.category, "batchAborted") }
+        XCTAssertThrowsError(try writer.commitIfDue()) { XCTAssertEqual(($0 as? BackendError)?.category, "batchAborted") }
+        XCTAssertThrowsError(try writer.write { tx throws(BackendError) in try tx.bucket([b("k")]).put(b("c"), b("4")) }) {
+            XCTAssertEqual(($0 as? BackendError)?.category, "batchAborted")
+        }
+        XCTAssertFalse(writer.isCommitted(batch))
+        XCTAssertNotNil(writer.failure)
+        var r = try backend.beginRead()
+        XCTAssertEqual(try r.bucket([b("k")]).entries().count, 0, "nothing of the lost batch is visible")
+        r.end()
+        // After reset, a new batch works and the lost one stays lost.
+        writer.reset()
+        let next = writer.currentBatch
+        try writer.write { tx throws(BackendError) in try tx.bucket([b("k")]).put(b("d"), b("5")) }
+        try writer.forceCommit()
+        XCTAssertTrue(writer.isCommitted(next))
+        XCTAssertFalse(writer.isCommitted(batch))
+        r = try backend.beginRead()
+        XCTAssertEqual(try r.bucket([b("k")]).entries().map(\.key), [b("d")])
+        r.end()
+        try backend.close()
+    }
+
+    /// etcd's SizeInUse: high-water mark × page size − free pages × page size (pending pages
+    /// count as used); answered without waiting for the writer, even on the writer's thread.
+    func testBoltSizeInUseIsEtcdsDefinition() throws {
+        let dir = try temporaryDirectory(self)
+        let backend = try BoltBackend(path: dir + "/size.db")
+        let tx = try backend.beginWrite()
+        try tx.createBucket([b("k")])
+        for i in 0..<3000 { try tx.bucket([b("k")]).put(b("key-\(i)"), [UInt8](repeating: 7, count: 100)) }
+        try tx.commit()
+        let del = try backend.beginWrite()
+        for i in 0..<2500 { try del.bucket([b("k")]).delete(b("key-\(i)")) }
+        // Called while this thread holds the write transaction: must not wait for it.
+        let during = try backend.sizeInUse()
+        try del.commit()
+        let after = try backend.sizeInUse()
+        let meta = backend.db.currentMeta
+        let (free, _) = backend.db.freelistCounts()
+        XCTAssertEqual(after, (Int64(meta.pgid) - Int64(free)) * Int64(backend.db.pageSize))
+        XCTAssertLessThanOrEqual(after, Int64(meta.pgid) * Int64(backend.db.pageSize))
+        XCTAssertGreaterThan(during, 0)
+        try backend.close()
+    }
 }
