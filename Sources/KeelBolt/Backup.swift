@@ -78,8 +78,14 @@ extension DB {
         defer { readTx.rollback() }
         var writer = CompactWriter(db: destination, txMaxSize: txMaxSize, progress: progress)
         try writer.begin()
-        try writer.copy(readTx.rootBucket, path: [])
-        try writer.finish()
+        do throws(BoltError) {
+            try writer.copy(readTx.rootBucket, path: [])
+            try writer.finish()
+        } catch {
+            // A damaged source: leave the destination's write transaction closed, not held.
+            writer.tx?.rollback()
+            throw error
+        }
     }
 }
 

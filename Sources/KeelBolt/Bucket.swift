@@ -190,7 +190,6 @@ public final class Bucket {
                 guard lo < n, try p.leafKey(lo, pageID: pgid) == key else { return nil }
                 return (try p.leafValue(lo, pageID: pgid), p.leafFlags(lo))
             }
-            guard n > 0 else { throw BoltError.corruptPage(id: pgid, reason: "branch page with no elements") }
             while lo < hi {
                 let mid = (lo + hi) >> 1
                 if try p.branchKey(mid, pageID: pgid).compare(key) < 0 { lo = mid + 1 } else { hi = mid }

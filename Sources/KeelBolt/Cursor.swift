@@ -183,10 +183,11 @@ public final class Cursor {
             throw BoltError.corruptPage(id: pgid, reason: "tree deeper than 64 levels (a page cycle?)")
         }
         let (page, node) = try bucket.pageNode(pgid)
-        stack.append(ElementRef(page: page, pageID: pgid, node: node, index: 0))
-        if node == nil, let page, !page.isLeaf, page.count == 0 {
-            throw BoltError.corruptPage(id: pgid, reason: "branch page with no elements")
+        // A child page read through a parent page must lie in the parent's key range for it.
+        if let page, let parent = stack.last, let parentPage = parent.page {
+            try parentPage.checkChild(page, childID: pgid, index: parent.index, pageID: parent.pageID)
         }
+        stack.append(ElementRef(page: page, pageID: pgid, node: node, index: 0))
     }
 
     private func childPgid(_ ref: ElementRef) -> UInt64 {

@@ -71,7 +71,11 @@ final class Node {
 
     func childAt(_ index: Int) throws(BoltError) -> Node {
         precondition(!isLeaf, "childAt on a leaf node")
-        return try bucket.node(inodes[index].pgid, parent: self)
+        let child = try bucket.node(inodes[index].pgid, parent: self)
+        // The child is filed under this separator: spill and rebalance find it by this key even
+        // when a damaged file's separator differs from the child's first key.
+        child.key = inodes[index].key
+        return child
     }
 
     func childIndex(_ child: Node) -> Int { search(child.key).index }

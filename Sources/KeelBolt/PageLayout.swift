@@ -79,9 +79,14 @@ public struct PageView {
     func corrupt(_ at: UInt64, _ reason: String) -> BoltError { .corruptPage(id: at, reason: reason) }
 
     /// Checks that the element array fits inside the page. `pageID` is where the page was read.
+    /// A branch page must hold at least one element (every read of a branch goes through here,
+    /// so no caller indexes into an empty one).
     func validateElements(pageID: UInt64) throws(BoltError) {
         let n = count
-        if n == 0 { return }
+        if n == 0 {
+            if isBranch { throw corrupt(pageID, "branch page with no elements") }
+            return
+        }
         let elementSize = isLeaf ? PageLayout.leafElementSize : PageLayout.branchElementSize
         if PageLayout.headerSize + n * elementSize > capacity {
             throw corrupt(pageID, "\(n) elements do not fit in \(capacity) bytes")
@@ -183,5 +188,28 @@ struct PageWriter {
 
     func copy(_ bytes: ByteView, to offset: Int) {
         if bytes.count > 0 { (base + offset).copyMemory(from: bytes.base!, byteCount: bytes.count) }
+    }
+}
+
+extension PageView {
+    /// The key of element `i` of a leaf or branch page.
+    func key(_ i: Int, pageID: UInt64) throws(BoltError) -> ByteView {
+        isLeaf ? try leafKey(i, pageID: pageID) : try branchKey(i, pageID: pageID)
+    }
+
+    /// Checks that `child`, reached through element `index` of this branch page, starts inside
+    /// the key range that element covers: at or after its separator and before the next one.
+    /// Ranges of different elements are disjoint, so a walk that checks this never enters the
+    /// same page twice, however a damaged file makes branches share children.
+    func checkChild(_ child: PageView, childID: UInt64, index: Int, pageID: UInt64) throws(BoltError) {
+        guard child.count > 0 else { return }
+        let first = try child.key(0, pageID: childID)
+        let lower = try branchKey(index, pageID: pageID)
+        if first.compare(lower) < 0 {
+            throw corrupt(childID, "its first key sorts before separator \(index) of its parent branch page \(pageID)")
+        }
+        if index + 1 < count, first.compare(try branchKey(index + 1, pageID: pageID)) >= 0 {
+            throw corrupt(childID, "its first key is not below separator \(index + 1) of its parent branch page \(pageID) (pages shared between branches?)")
+        }
     }
 }

@@ -46,6 +46,12 @@ extension Bucket {
     /// Statistics of this bucket and everything nested in it, as committed (materialised but
     /// uncommitted nodes are counted from their pages).
     public func stats() throws(BoltError) -> BucketStats {
+        var visited = Set<UInt64>()
+        return try stats(visited: &visited)
+    }
+
+    /// `stats()` with the pages seen so far, across nested buckets too.
+    private func stats(visited: inout Set<UInt64>) throws(BoltError) -> BucketStats {
         var s = BucketStats()
         s.bucketN = 1
         let pageSize = tx.db.pageSize
@@ -62,7 +68,7 @@ extension Bucket {
             }
             s.depth = 1
         } else {
-            try visit(root, depth: 1, pageSize: pageSize, into: &s, subBuckets: &subBuckets)
+            try visit(root, depth: 1, pageSize: pageSize, into: &s, subBuckets: &subBuckets, visited: &visited)
         }
         if root == 0, let page = inlinePage {
             for i in 0..<page.count where page.leafFlags(i) & bucketLeafFlag != 0 {
@@ -70,13 +76,19 @@ extension Bucket {
             }
         }
         for name in subBuckets {
-            if let child = try bucket(name) { s.add(try child.stats()) }
+            if let child = try bucket(name) { s.add(try child.stats(visited: &visited)) }
         }
         return s
     }
 
-    private func visit(_ pgid: UInt64, depth: Int, pageSize: Int, into s: inout BucketStats, subBuckets: inout [[UInt8]]) throws(BoltError) {
+    /// Adds one page (and its subtree) to `s`. `visited` keeps a damaged file whose branches
+    /// share pages from being counted (and walked) more than once.
+    private func visit(_ pgid: UInt64, depth: Int, pageSize: Int, into s: inout BucketStats, subBuckets: inout [[UInt8]],
+                       visited: inout Set<UInt64>) throws(BoltError) {
         if depth > 64 { throw BoltError.corruptPage(id: pgid, reason: "tree deeper than 64 levels") }
+        guard visited.insert(pgid).inserted else {
+            throw BoltError.corruptPage(id: pgid, reason: "the page is referenced more than once in the tree")
+        }
         let page = try tx.page(pgid)
         s.depth = max(s.depth, depth)
         let overflow = Int(page.overflow)
@@ -103,7 +115,7 @@ extension Bucket {
             }
             s.branchInuse += used
             for i in 0..<page.count {
-                try visit(page.branchChild(i), depth: depth + 1, pageSize: pageSize, into: &s, subBuckets: &subBuckets)
+                try visit(page.branchChild(i), depth: depth + 1, pageSize: pageSize, into: &s, subBuckets: &subBuckets, visited: &visited)
             }
         }
     }

@@ -206,6 +206,162 @@ final class BadInputTests: XCTestCase {
     }
 
     /// Random byte flips anywhere in the file: whatever happens is a typed error or success.
+    /// An empty branch page as a bucket root: every path into it (sequence calls, puts, gets,
+    /// cursors, stats) reports the page instead of indexing into no elements.
+    func testEmptyBranchAsBucketRoot() throws {
+        var (bytes, root) = try makeFile()
+        let page = Int(root) * pageSize
+        XCTAssertEqual(bytes[page + 8], 0x01, "bucket root is a branch")
+        setU16(&bytes, page + 10, 0)
+        let db = try open(bytes)
+        let empty = BoltError.corruptPage(id: root, reason: "branch page with no elements")
+        for (name, body) in [
+            ("nextSequence", { (bucket: Bucket) throws(BoltError) in _ = try bucket.nextSequence() }),
+            ("setSequence", { (bucket: Bucket) throws(BoltError) in try bucket.setSequence(9) }),
+            ("put", { (bucket: Bucket) throws(BoltError) in try bucket.put(b("key-00001"), b("x")) }),
+            ("delete", { (bucket: Bucket) throws(BoltError) in try bucket.delete(b("key-00001")) }),
+            ("get", { (bucket: Bucket) throws(BoltError) in _ = try bucket.get(b("key-00001")) }),
+            ("first", { (bucket: Bucket) throws(BoltError) in _ = try bucket.cursor().first() }),
+            ("last", { (bucket: Bucket) throws(BoltError) in _ = try bucket.cursor().last() }),
+            ("seek", { (bucket: Bucket) throws(BoltError) in _ = try bucket.cursor().seek(b("key-005")) }),
+            ("stats", { (bucket: Bucket) throws(BoltError) in _ = try bucket.stats() }),
+            ("createBucket", { (bucket: Bucket) throws(BoltError) in try bucket.createBucket(b("nested")) }),
+        ] {
+            XCTAssertThrowsError(try db.update { tx throws(BoltError) in try body(tx.bucket(b("b"))!) }, name) { error in
+                XCTAssertEqual(error as? BoltError, empty, name)
+            }
+        }
+        try db.close()
+    }
+
+    /// A file whose branch pages all point at their first child (a DAG): walks, stats and
+    /// compaction stop at once with a typed error instead of walking shared subtrees again and
+    /// again (exponential in the depth).
+    func testBranchesSharingChildrenAreRefused() throws {
+        let fs = SimulatedFileSystem(seed: 3)
+        let db = try DB.open(path: "/dag.db", options: simOptions(fs, pageSize: 512))
+        try db.update { tx throws(BoltError) in
+            let bucket = try tx.createBucket(b("b"))
+            for i in 0..<3000 { try bucket.put(b(String(format: "key-%06d", i * 10)), [UInt8](repeating: 1, count: 40)) }
+        }
+        let root = try db.view { tx throws(BoltError) in try tx.bucket(b("b"))!.root }
+        try db.close()
+        var bytes = fs.contents(of: "/dag.db")!
+        // Every branch page reachable from the root: point all its elements at element 0's child.
+        var queue = [root]
+        var branches = 0
+        while let id = queue.popLast() {
+            let page = Int(id) * 512
+            guard bytes[page + 8] == 0x01 else { continue }
+            branches += 1
+            let count = Int(bytes[page + 10]) | Int(bytes[page + 11]) << 8
+            let first = u64(bytes, page + 16 + 8)
+            for e in 1..<count { setU64(&bytes, page + 16 + e * 16 + 8, first) }
+            queue.append(first)
+        }
+        XCTAssertGreaterThanOrEqual(branches, 3, "a tree of depth 4 at least")
+        let damaged = SimulatedFileSystem(seed: 4)
+        damaged.setContents(of: "/dag.db", bytes)
+        let reopened = try DB.open(path: "/dag.db", options: simOptions(damaged, pageSize: 512) { $0.readOnly = true })
+        let start = monotonicNanoseconds()
+        XCTAssertThrowsError(try reopened.view { tx throws(BoltError) in
+            let c = try tx.bucket(b("b"))!.cursor()
+            var e = try c.first()
+            while e != nil { e = try c.next() }
+        }) { error in
+            guard case let .corruptPage(_, reason)? = error as? BoltError else { return XCTFail("\(error)") }
+            XCTAssertTrue(reason.contains("separator"), reason)
+        }
+        XCTAssertThrowsError(try reopened.view { tx throws(BoltError) in
+            let c = try tx.bucket(b("b"))!.cursor()
+            var e = try c.last()
+            while e != nil { e = try c.prev() }
+        })
+        XCTAssertThrowsError(try reopened.view { tx throws(BoltError) in _ = try tx.bucket(b("b"))!.stats() }) { error in
+            guard case let .corruptPage(_, reason)? = error as? BoltError else { return XCTFail("\(error)") }
+            XCTAssertTrue(reason.contains("referenced more than once"), reason)
+        }
+        let copyFS = SimulatedFileSystem(seed: 5)
+        let destination = try DB.open(path: "/copy.db", options: simOptions(copyFS, pageSize: 512))
+        XCTAssertThrowsError(try DB.compact(from: reopened, into: destination))
+        XCTAssertLessThan(Double(monotonicNanoseconds() - start) / 1e9, 5, "no exponential walk")
+        try destination.close()
+        try reopened.close()
+    }
+
+    /// A freelist page listing one page twice would hand that page out twice (two live trees
+    /// on one page): refused at open.
+    func testDuplicateFreelistIDsAreRefused() throws {
+        let fs = SimulatedFileSystem(seed: 6)
+        let db = try DB.open(path: "/dup.db", options: simOptions(fs))
+        try db.update { tx throws(BoltError) in
+            let bucket = try tx.createBucket(b("b"))
+            for i in 0..<500 { try bucket.put(b(String(format: "key-%05d", i)), [UInt8](repeating: 1, count: 100)) }
+        }
+        try db.update { tx throws(BoltError) in
+            let bucket = try tx.bucket(b("b"))!
+            for i in 0..<400 { try bucket.delete(b(String(format: "key-%05d", i))) }
+        }
+        try db.update { _ throws(BoltError) in }
+        let freelist = db.currentMeta.freelist
+        try db.close()
+        var bytes = fs.contents(of: "/dup.db")!
+        let page = Int(freelist) * pageSize
+        let count = Int(bytes[page + 10]) | Int(bytes[page + 11]) << 8
+        XCTAssertGreaterThan(count, 2, "some pages are free")
+        setU64(&bytes, page + 16 + 8, u64(bytes, page + 16))  // the second id repeats the first
+        XCTAssertThrowsError(try open(bytes)) { error in
+            guard case let .corruptPage(id, reason)? = error as? BoltError else { return XCTFail("\(error)") }
+            XCTAssertEqual(id, freelist)
+            XCTAssertTrue(reason.contains("more than once"), reason)
+        }
+        // Read-only opens do not use the freelist and still read the data.
+        let readOnly = try open(bytes, readOnly: true)
+        XCTAssertNil(readAll(readOnly))
+        try readOnly.close()
+    }
+
+    /// A separator that differs from its child's first key (but still bounds it): a write into
+    /// that child must replace the separator, not add a second one that points at the freed page.
+    func testSeparatorDifferentFromChildsFirstKey() throws {
+        let fs = SimulatedFileSystem(seed: 7)
+        let db = try DB.open(path: "/sep.db", options: simOptions(fs))
+        try db.update { tx throws(BoltError) in
+            let bucket = try tx.createBucket(b("b"))
+            for i in 0..<1000 { try bucket.put(b(String(format: "key-%05d", i * 10)), [UInt8](repeating: 1, count: 60)) }
+        }
+        let root = try db.view { tx throws(BoltError) in try tx.bucket(b("b"))!.root }
+        try db.close()
+        var bytes = fs.contents(of: "/sep.db")!
+        let page = Int(root) * pageSize
+        XCTAssertEqual(bytes[page + 8], 0x01)
+        // Separator 1 ("key-0NNN0") becomes "key-0NNN5"... lower: last digit 0 -> 5 of the key
+        // before it is not possible in place, so lower the separator's tens digit by one and set
+        // its last digit to 5: still above child 0's last key, below child 1's first.
+        let e = page + 16 + 16
+        let pos = Int(bytes[e]) | Int(bytes[e + 1]) << 8
+        let ksize = Int(bytes[e + 4])
+        var key = Array(bytes[(e + pos)..<(e + pos + ksize)])
+        let original = String(decoding: key, as: UTF8.self)
+        key[ksize - 1] = UInt8(ascii: "5")
+        key[ksize - 2] -= 1
+        bytes.replaceSubrange((e + pos)..<(e + pos + ksize), with: key)
+        let damaged = SimulatedFileSystem(seed: 8)
+        damaged.setContents(of: "/sep.db", bytes)
+        let reopened = try DB.open(path: "/sep.db", options: simOptions(damaged))
+        XCTAssertNil(readAll(reopened), "the keys are still in range, so everything reads")
+        // Write into child 1 (its first key), then commit without strict mode.
+        try reopened.update { tx throws(BoltError) in try tx.bucket(b("b"))!.put(b(original), b("new")) }
+        assertConsistent(reopened, "after writing into the child under the changed separator")
+        let rootCount = try reopened.view { tx throws(BoltError) -> Int in
+            let r = try tx.bucket(b("b"))!.root
+            return try tx.page(r).count
+        }
+        XCTAssertEqual(rootCount, Int(bytes[page + 10]) | Int(bytes[page + 11]) << 8, "no second separator")
+        XCTAssertEqual(try reopened.view { tx throws(BoltError) in try tx.bucket(b("b"))!.get(b(original))?.bytes }, b("new"))
+        try reopened.close()
+    }
+
     func testRandomDamageNeverTraps() throws {
         let (bytes, _) = try makeFile()
         let seed = testSeed()
