@@ -160,7 +160,7 @@ public final class Bucket {
     public func get(_ key: ByteView) throws(BoltError) -> ByteView? {
         try tx.checkOpen()
         guard let entry = try lookup(key), entry.flags & bucketLeafFlag == 0 else { return nil }
-        return entry.value
+        return entry.value.stamped(tx.lifetime)
     }
 
     /// The entry whose key equals `key`, found without a cursor (no allocation).

@@ -11,14 +11,58 @@ import Darwin
 /// ends (commit or rollback). Copy it (`Array(view)` or `.bytes`) to keep it longer. Inside a write
 /// transaction a view stays valid even if its key is later overwritten or deleted in the same
 /// transaction: the transaction keeps every buffer it handed out until it ends.
+///
+/// Debug builds check the lifetime: a view handed out by a transaction (through a cursor or
+/// `get`) remembers it, and reading the view after the transaction ended stops the program
+/// with a message instead of silently reading memory that was reused (the writer's arena is
+/// reused by the next write transaction; a reader's pages may be rewritten once it ended).
+/// `isAlive` tells without stopping. Release builds carry no such check.
 public struct ByteView: RandomAccessCollection, Hashable, Comparable, @unchecked Sendable, CustomStringConvertible {
     @usableFromInline let base: UnsafeRawPointer?
     public let count: Int
+    #if DEBUG
+    @usableFromInline var lifetime: ViewLifetime?
+    #endif
 
     @inlinable
     init(base: UnsafeRawPointer?, count: Int) {
         self.base = base
         self.count = count
+        #if DEBUG
+        lifetime = nil
+        #endif
+    }
+
+    /// Whether the memory under the view is still the transaction's (always true in release
+    /// builds, and for views not handed out by a transaction).
+    public var isAlive: Bool {
+        #if DEBUG
+        return !(lifetime?.ended ?? false)
+        #else
+        return true
+        #endif
+    }
+
+    /// The view tied to `lifetime` (debug builds), so a use after it ended is caught.
+    @inline(__always)
+    func stamped(_ lifetime: ViewLifetime) -> ByteView {
+        #if DEBUG
+        var v = self
+        v.lifetime = lifetime
+        return v
+        #else
+        return self
+        #endif
+    }
+
+    /// Stops a debug build when the view outlived its transaction.
+    @inlinable @inline(__always)
+    func checkAlive() {
+        #if DEBUG
+        if let lifetime, lifetime.ended {
+            preconditionFailure("a ByteView was used after its transaction (\(lifetime.owner)) ended; copy it with .bytes to keep it")
+        }
+        #endif
     }
 
     /// A view of memory the caller keeps alive and unchanged while the view is used.
@@ -37,7 +81,8 @@ public struct ByteView: RandomAccessCollection, Hashable, Comparable, @unchecked
     @inlinable public func index(before i: Int) -> Int { i - 1 }
 
     public func withContiguousStorageIfAvailable<R>(_ body: (UnsafeBufferPointer<UInt8>) throws -> R) rethrows -> R? {
-        try body(UnsafeBufferPointer(start: base?.assumingMemoryBound(to: UInt8.self), count: count))
+        checkAlive()
+        return try body(UnsafeBufferPointer(start: base?.assumingMemoryBound(to: UInt8.self), count: count))
     }
 
     /// Whether the bytes equal `other`'s (memcmp).
@@ -48,24 +93,29 @@ public struct ByteView: RandomAccessCollection, Hashable, Comparable, @unchecked
     @inlinable
     public subscript(position: Int) -> UInt8 {
         precondition(position >= 0 && position < count, "ByteView index out of range")
+        checkAlive()
         return base!.load(fromByteOffset: position, as: UInt8.self)
     }
 
     /// A copy that outlives the transaction.
     public var bytes: [UInt8] {
+        checkAlive()
         guard let base, count > 0 else { return [] }
         return Array(UnsafeRawBufferPointer(start: base, count: count))
     }
 
     /// Calls `body` with the raw bytes (valid only inside the call and the transaction).
     public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-        try body(UnsafeRawBufferPointer(start: base, count: count))
+        checkAlive()
+        return try body(UnsafeRawBufferPointer(start: base, count: count))
     }
 
     /// Unsigned byte-wise comparison, as `bytes.Compare` in Go: -1, 0 or 1.
     /// Short keys are compared 8 bytes at a time inline; long ones with memcmp.
     @inlinable
     public func compare(_ other: ByteView) -> Int {
+        checkAlive()
+        other.checkAlive()
         let n = Swift.min(count, other.count)
         if n > 0 {
             let a = base!
@@ -94,13 +144,16 @@ public struct ByteView: RandomAccessCollection, Hashable, Comparable, @unchecked
 
     @inlinable
     public static func == (lhs: ByteView, rhs: ByteView) -> Bool {
-        lhs.count == rhs.count && (lhs.count == 0 || memcmp(lhs.base!, rhs.base!, lhs.count) == 0)
+        lhs.checkAlive()
+        rhs.checkAlive()
+        return lhs.count == rhs.count && (lhs.count == 0 || memcmp(lhs.base!, rhs.base!, lhs.count) == 0)
     }
 
     @inlinable
     public static func < (lhs: ByteView, rhs: ByteView) -> Bool { lhs.compare(rhs) < 0 }
 
     public func hash(into hasher: inout Hasher) {
+        checkAlive()
         hasher.combine(count)
         if count > 0 { hasher.combine(bytes: UnsafeRawBufferPointer(start: base, count: count)) }
     }
@@ -111,6 +164,21 @@ public struct ByteView: RandomAccessCollection, Hashable, Comparable, @unchecked
         if printable { return String(decoding: self, as: UTF8.self) }
         return map { String($0, radix: 16).leftPadded(to: 2) }.joined()
     }
+}
+
+/// The life of a transaction, as far as the views it handed out are concerned.
+public final class ViewLifetime: @unchecked Sendable {
+    @usableFromInline let txid: UInt64
+    @usableFromInline let writable: Bool
+    @usableFromInline var ended = false
+
+    init(txid: UInt64, writable: Bool) {
+        self.txid = txid
+        self.writable = writable
+    }
+
+    /// Which transaction, for the message.
+    @usableFromInline var owner: String { "\(writable ? "write" : "read") transaction \(txid)" }
 }
 
 extension String {

@@ -229,7 +229,11 @@ public final class Cursor {
 
     private func current() throws(BoltError) -> Entry? {
         guard let raw = try currentRaw() else { return nil }
+        #if DEBUG
+        return (raw.key.stamped(tx.lifetime), raw.flags & bucketLeafFlag != 0 ? nil : raw.value.stamped(tx.lifetime))
+        #else
         return (raw.key, raw.flags & bucketLeafFlag != 0 ? nil : raw.value)
+        #endif
     }
 
     /// The writable node under the cursor, materialising the path from the root.

@@ -49,6 +49,8 @@ public final class Tx {
     private var commitHandlers: [() -> Void] = []
     /// What this transaction did.
     public internal(set) var stats = TxStats()
+    /// Ends with the transaction; debug builds check views against it.
+    let lifetime: ViewLifetime
 
     init(db: DB, writable: Bool, meta: Meta, region: MappedRegion) {
         self.db = db
@@ -56,6 +58,7 @@ public final class Tx {
         self.meta = meta
         self.region = region
         arena = writable ? db.writerArena : Arena()
+        lifetime = ViewLifetime(txid: meta.txid + (writable ? 1 : 0), writable: writable)
         if writable { self.meta.txid += 1 }
         root = Bucket(tx: self, root: meta.root, sequence: meta.sequence)
     }
@@ -210,6 +213,7 @@ public final class Tx {
 
     func close(committed: Bool) {
         closed = true
+        lifetime.ended = true
         for bucket in scratchBuckets { bucket.dropScratchCursor() }
         scratchBuckets = []
         if writable {

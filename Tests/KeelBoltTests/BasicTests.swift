@@ -212,4 +212,47 @@ final class BasicTests: XCTestCase {
         XCTAssertEqual(try db.view { tx throws(BoltError) in try tx.bucket(b("b"))?.get(b("k5"))?.bytes }, b("round 4"))
         try db.close()
     }
+
+    /// A view kept past its transaction is caught in debug builds (`isAlive` is false, and a
+    /// read would stop with a message) instead of reading reused memory silently.
+    func testViewKeptPastItsTransactionIsCaught() throws {
+        let fs = SimulatedFileSystem(seed: 30)
+        let db = try DB.open(path: "/life.db", options: simOptions(fs))
+        try db.update { tx throws(BoltError) in try tx.createBucket(b("b")).put(b("k"), b("v")) }
+        var kept: ByteView?
+        var keptKey: ByteView?
+        try db.view { tx throws(BoltError) in
+            kept = try tx.bucket(b("b"))!.get(b("k"))
+            keptKey = try tx.bucket(b("b"))!.cursor().first()?.key
+            XCTAssertTrue(kept!.isAlive)
+        }
+        var keptWrite: ByteView?
+        try db.update { tx throws(BoltError) in
+            try tx.bucket(b("b"))!.put(b("k2"), b("v2"))
+            keptWrite = try tx.bucket(b("b"))!.get(b("k2"))
+        }
+        #if DEBUG
+        XCTAssertFalse(kept!.isAlive)
+        XCTAssertFalse(keptKey!.isAlive)
+        XCTAssertFalse(keptWrite!.isAlive, "the writer's arena is reused by the next write transaction")
+        #endif
+        // Copies taken inside the transaction stay good.
+        let copy = try db.view { tx throws(BoltError) in try tx.bucket(b("b"))!.get(b("k"))!.bytes }
+        XCTAssertEqual(copy, b("v"))
+        try db.close()
+    }
+
+    /// close() on the thread holding the write transaction would wait for itself for ever: an
+    /// error instead, and the same for beginning a second write transaction there.
+    func testCloseOnTheWriterThreadIsAnError() throws {
+        let fs = SimulatedFileSystem(seed: 31)
+        let db = try DB.open(path: "/close.db", options: simOptions(fs))
+        let tx = try db.beginWrite()
+        XCTAssertThrowsError(try db.close()) { XCTAssertEqual($0 as? BoltError, .closeInWriteTransaction) }
+        XCTAssertThrowsError(try db.beginWrite()) { XCTAssertEqual($0 as? BoltError, .writeTransactionOpen) }
+        try tx.createBucket(b("b"))
+        try tx.commit()
+        try db.close()
+        XCTAssertThrowsError(try db.view { _ throws(BoltError) in }) { XCTAssertEqual($0 as? BoltError, .databaseClosed) }
+    }
 }
