@@ -130,11 +130,7 @@ final class Journal: @unchecked Sendable {
     }
 }
 
-func hex(_ bytes: [UInt8]) -> String {
-    let printable = !bytes.isEmpty && bytes.allSatisfy { $0 >= 0x20 && $0 < 0x7F }
-    if printable { return "\"" + String(decoding: bytes, as: UTF8.self) + "\"" }
-    return "0x" + bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
-}
+func hex(_ bytes: [UInt8]) -> String { printableOrHex(bytes, quoting: .always, hexPrefix: "0x") }
 
 func describe(_ path: BucketPath) -> String { path.map(hex).joined(separator: "/") }
 

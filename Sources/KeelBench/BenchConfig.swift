@@ -1,3 +1,5 @@
+import KeelIO
+
 /// How keys are generated and written, as `bbolt bench -write-mode`.
 public enum WriteMode: String, Sendable, CaseIterable {
     /// Big-endian counter keys, ascending.
@@ -88,16 +90,18 @@ public struct PhaseResult: Sendable {
 
     /// One JSON object on one line.
     public var json: String {
-        var fields = [
-            "\"backend\":\"\(backend)\"", "\"phase\":\"\(phase)\"", "\"ops\":\(ops)",
-            "\"seconds\":\(format(seconds, 6))", "\"ops_per_sec\":\(format(opsPerSecond, 1))",
-        ]
-        if let p50 = p50Microseconds { fields.append("\"p50_us\":\(format(p50, 1))") }
-        if let p99 = p99Microseconds { fields.append("\"p99_us\":\(format(p99, 1))") }
-        fields.append("\"cpu_seconds\":\(format(cpuSeconds, 6))")
-        fields.append("\"file_bytes\":\(fileBytes)")
-        fields.append("\"peak_rss_bytes\":\(peakRSSBytes)")
-        return "{" + fields.joined(separator: ",") + "}"
+        var json = JSONLine()
+        json.add("backend", backend)
+        json.add("phase", phase)
+        json.add("ops", ops)
+        json.add("seconds", seconds, decimals: 6)
+        json.add("ops_per_sec", opsPerSecond, decimals: 1)
+        if let p50 = p50Microseconds { json.add("p50_us", p50, decimals: 1) }
+        if let p99 = p99Microseconds { json.add("p99_us", p99, decimals: 1) }
+        json.add("cpu_seconds", cpuSeconds, decimals: 6)
+        json.add("file_bytes", fileBytes)
+        json.add("peak_rss_bytes", peakRSSBytes)
+        return json.description
     }
 
     /// A line for people, like bbolt bench's.
@@ -108,16 +112,7 @@ public struct PhaseResult: Sendable {
     }
 }
 
-func format(_ value: Double, _ decimals: Int) -> String {
-    guard value.isFinite else { return "0" }
-    var scale = 1.0
-    for _ in 0..<decimals { scale *= 10 }
-    let rounded = (value * scale).rounded() / scale
-    if decimals == 0 { return String(Int64(rounded)) }
-    var text = String(rounded)
-    if text.contains("e") { text = String(Int64(rounded)) }
-    return text
-}
+func format(_ value: Double, _ decimals: Int) -> String { formatDecimal(value, decimals) }
 
 func padded(_ text: String, _ width: Int) -> String {
     text.count >= width ? text : text + String(repeating: " ", count: width - text.count)

@@ -24,9 +24,15 @@ public struct WALBench {
         public func microseconds(_ q: Double) -> Double { Double(latency.percentile(q)) / 1000 }
 
         public var json: String {
-            "{\"entries\":\(entries),\"seconds\":\(format(seconds, 6)),\"entries_per_sec\":\(format(entriesPerSecond, 1))," +
-                "\"fdatasyncs_per_sec\":\(format(fdatasyncsPerSecond, 1)),\"entries_per_fdatasync\":\(format(entriesPerFdatasync, 2))," +
-                "\"p50_us\":\(format(microseconds(0.5), 1)),\"p99_us\":\(format(microseconds(0.99), 1))}"
+            var json = JSONLine()
+            json.add("entries", entries)
+            json.add("seconds", seconds, decimals: 6)
+            json.add("entries_per_sec", entriesPerSecond, decimals: 1)
+            json.add("fdatasyncs_per_sec", fdatasyncsPerSecond, decimals: 1)
+            json.add("entries_per_fdatasync", entriesPerFdatasync, decimals: 2)
+            json.add("p50_us", microseconds(0.5), decimals: 1)
+            json.add("p99_us", microseconds(0.99), decimals: 1)
+            return json.description
         }
     }
 

@@ -68,17 +68,9 @@ public final class Bucket {
     }
 
     private func openBucket(_ value: ByteView) throws(BoltError) -> Bucket {
-        guard value.count >= PageLayout.bucketHeaderSize, let base = value.base else {
-            throw BoltError.corruptPage(id: root, reason: "bucket value of \(value.count) bytes is shorter than a bucket header")
-        }
-        let root = base.loadUnaligned(as: UInt64.self)
-        let sequence = base.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
-        let child = Bucket(tx: tx, root: root, sequence: sequence)
-        if root == 0 {
-            guard value.count >= PageLayout.bucketHeaderSize + PageLayout.headerSize else {
-                throw BoltError.corruptPage(id: self.root, reason: "inline bucket value of \(value.count) bytes has no page header")
-            }
-            let page = PageView(base: base + PageLayout.bucketHeaderSize, capacity: value.count - PageLayout.bucketHeaderSize)
+        let (header, inline) = try BucketHeader.decode(value, at: root)
+        let child = Bucket(tx: tx, root: header.root, sequence: header.sequence)
+        if let page = inline {
             guard page.isLeaf else {
                 throw BoltError.corruptPage(id: self.root, reason: "inline bucket page has flags 0x\(String(page.flags.rawValue, radix: 16)), expected leaf")
             }
@@ -343,8 +335,7 @@ public final class Bucket {
             } else {
                 try child.spill()
                 let header = tx.arena.allocate(PageLayout.bucketHeaderSize)
-                header.storeBytes(of: child.root, toByteOffset: 0, as: UInt64.self)
-                header.storeBytes(of: child.sequence, toByteOffset: 8, as: UInt64.self)
+                BucketHeader(root: child.root, sequence: child.sequence).write(into: header)
                 value = ByteView(base: UnsafeRawPointer(header), count: PageLayout.bucketHeaderSize)
             }
             if child.rootNode == nil { continue }
@@ -371,7 +362,7 @@ public final class Bucket {
         var size = PageLayout.headerSize
         let limit = tx.db.pageSize / 4
         for item in n.inodes {
-            size += PageLayout.leafElementSize + item.key.count + item.value.count
+            size += PageLayout.elementBytes(key: item.key.count, value: item.value.count)
             if item.flags & bucketLeafFlag != 0 { return false }
             if size > limit { return false }
         }
@@ -384,8 +375,7 @@ public final class Bucket {
         let size = PageLayout.bucketHeaderSize + n.size()
         let buffer = tx.arena.allocate(size)
         buffer.initializeMemory(as: UInt8.self, repeating: 0, count: size)
-        buffer.storeBytes(of: UInt64(0), toByteOffset: 0, as: UInt64.self)
-        buffer.storeBytes(of: sequence, toByteOffset: 8, as: UInt64.self)
+        BucketHeader(root: 0, sequence: sequence).write(into: buffer)
         n.write(into: buffer + PageLayout.bucketHeaderSize, pageID: 0, overflow: 0)
         return ByteView(base: UnsafeRawPointer(buffer), count: size)
     }

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import KeelIO
 
 /// Bytes borrowed from the database: a key or value as stored in a page, or a copy the
 /// transaction keeps.
@@ -159,11 +160,7 @@ public struct ByteView: RandomAccessCollection, Hashable, Comparable, @unchecked
     }
 
     /// Printable ASCII as is, anything else as hex.
-    public var description: String {
-        let printable = allSatisfy { $0 >= 0x20 && $0 < 0x7F }
-        if printable { return String(decoding: self, as: UTF8.self) }
-        return map { String($0, radix: 16).leftPadded(to: 2) }.joined()
-    }
+    public var description: String { printableOrHex(bytes) }
 }
 
 /// The life of a transaction, as far as the views it handed out are concerned.

@@ -191,21 +191,17 @@ struct Checker {
             report(id, path, errorReason(error))
             return
         }
-        guard value.count >= PageLayout.bucketHeaderSize, let base = value.base else {
-            report(id, path, "bucket \(name) has a \(value.count)-byte value, shorter than a bucket header")
+        let bucketPath = path + ["bucket \(name)"]
+        let decoded: (header: BucketHeader, inline: PageView?)
+        do throws(BoltError) { decoded = try BucketHeader.decode(value, at: id) } catch {
+            report(id, bucketPath, errorReason(error))
             return
         }
-        let root = base.loadUnaligned(as: UInt64.self)
-        let bucketPath = path + ["bucket \(name)"]
-        if root != 0 {
+        guard let inline = decoded.inline else {
+            let root = decoded.header.root
             visit(root, path: bucketPath + ["root \(root)"], lower: nil, upper: nil, depth: depth + 1)
             return
         }
-        guard value.count >= PageLayout.bucketHeaderSize + PageLayout.headerSize else {
-            report(id, bucketPath, "inline bucket has no page header")
-            return
-        }
-        let inline = PageView(base: base + PageLayout.bucketHeaderSize, capacity: value.count - PageLayout.bucketHeaderSize)
         guard inline.flags == .leaf else {
             report(id, bucketPath, "inline bucket page is \(inline.flags.typeName), expected leaf")
             return
@@ -284,15 +280,7 @@ extension Tx {
         switch use {
         case .freelist: return PageLayout.headerSize + 8 * page.count
         case .leaf, .branch:
-            var used = PageLayout.headerSize + page.count * PageLayout.leafElementSize
-            for i in 0..<page.count {
-                if use == .leaf {
-                    used += ((try? page.leafKey(i, pageID: page.id).count) ?? 0) + ((try? page.leafValue(i, pageID: page.id).count) ?? 0)
-                } else {
-                    used += (try? page.branchKey(i, pageID: page.id).count) ?? 0
-                }
-            }
-            return used
+            return page.usedBytes(pageID: page.id)
         default: return 0
         }
     }

@@ -44,7 +44,7 @@ final class Node {
     /// Serialised size in bytes.
     func size() -> Int {
         var sz = PageLayout.headerSize
-        for item in inodes { sz += PageLayout.leafElementSize + item.key.count + item.value.count }
+        for item in inodes { sz += PageLayout.elementBytes(key: item.key.count, value: item.value.count) }
         return sz
     }
 
@@ -52,7 +52,7 @@ final class Node {
     func sizeLessThan(_ limit: Int) -> Bool {
         var sz = PageLayout.headerSize
         for item in inodes {
-            sz += PageLayout.leafElementSize + item.key.count + item.value.count
+            sz += PageLayout.elementBytes(key: item.key.count, value: item.value.count)
             if sz >= limit { return false }
         }
         return true
@@ -132,26 +132,9 @@ final class Node {
 
     /// Serialises into a zeroed page buffer of at least `size()` bytes.
     func write(into buffer: UnsafeMutableRawPointer, pageID: UInt64, overflow: UInt32) {
-        precondition(inodes.count < PageLayout.maxElementCount, "write: \(inodes.count) inodes overflow the page count")
-        let w = PageWriter(base: buffer)
-        w.setHeader(id: pageID, flags: isLeaf ? .leaf : .branch, count: inodes.count, overflow: overflow)
-        var offset = PageLayout.headerSize + inodes.count * PageLayout.leafElementSize
-        for (i, item) in inodes.enumerated() {
-            let e = PageLayout.headerSize + i * PageLayout.leafElementSize
-            if isLeaf {
-                w.setU32(e, item.flags)
-                w.setU32(e + 4, UInt32(offset - e))
-                w.setU32(e + 8, UInt32(item.key.count))
-                w.setU32(e + 12, UInt32(item.value.count))
-            } else {
-                w.setU32(e, UInt32(offset - e))
-                w.setU32(e + 4, UInt32(item.key.count))
-                w.setU64(e + 8, item.pgid)
-            }
-            w.copy(item.key, to: offset)
-            offset += item.key.count
-            w.copy(item.value, to: offset)
-            offset += item.value.count
+        let inodes = self.inodes
+        PageWriter(base: buffer).writeElements(id: pageID, isLeaf: isLeaf, count: inodes.count, overflow: overflow) { i in
+            (inodes[i].flags, inodes[i].pgid, inodes[i].key, inodes[i].value)
         }
     }
 
@@ -175,7 +158,7 @@ final class Node {
             for i in 0..<(remaining - 2) {
                 index = i
                 let item = inodes[start + i]
-                let elementSize = PageLayout.leafElementSize + item.key.count + item.value.count
+                let elementSize = PageLayout.elementBytes(key: item.key.count, value: item.value.count)
                 if i >= 2 && size + elementSize > threshold { break }
                 size += elementSize
             }
@@ -207,7 +190,7 @@ final class Node {
         var sz = PageLayout.headerSize
         for i in start..<inodes.count {
             let item = inodes[i]
-            sz += PageLayout.leafElementSize + item.key.count + item.value.count
+            sz += PageLayout.elementBytes(key: item.key.count, value: item.value.count)
             if sz >= limit { return false }
         }
         return true

@@ -20,6 +20,11 @@ public final class PageInspector {
         /// Leaf element flags (1 = nested bucket).
         public var flags: UInt32
         public var isBucket: Bool { flags & bucketLeafFlag != 0 }
+        /// A nested bucket's root page (0 when inline) and sequence, decoded from its value.
+        public var bucketHeader: (root: UInt64, sequence: UInt64)? {
+            guard isBucket, let value, let header = BucketHeader.decode(value) else { return nil }
+            return (header.root, header.sequence)
+        }
     }
 
     /// A decoded page and what could not be decoded.

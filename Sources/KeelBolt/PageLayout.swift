@@ -189,9 +189,92 @@ struct PageWriter {
     func copy(_ bytes: ByteView, to offset: Int) {
         if bytes.count > 0 { (base + offset).copyMemory(from: bytes.base!, byteCount: bytes.count) }
     }
+
+    /// Writes a whole leaf or branch page into a zeroed buffer of at least
+    /// `PageLayout.pageBytes` bytes: the header, the element array, then keys and values in
+    /// element order (bbolt's layout). `element(i)` gives each element's flags (leaf), child
+    /// page id (branch), key and value (leaf).
+    func writeElements(id: UInt64, isLeaf: Bool, count: Int, overflow: UInt32,
+                       _ element: (Int) -> (flags: UInt32, pgid: UInt64, key: ByteView, value: ByteView)) {
+        precondition(count < PageLayout.maxElementCount, "writeElements: \(count) elements overflow the page count")
+        setHeader(id: id, flags: isLeaf ? .leaf : .branch, count: count, overflow: overflow)
+        var offset = PageLayout.headerSize + count * PageLayout.leafElementSize
+        for i in 0..<count {
+            let item = element(i)
+            let e = PageLayout.headerSize + i * PageLayout.leafElementSize
+            if isLeaf {
+                setU32(e, item.flags)
+                setU32(e + 4, UInt32(offset - e))
+                setU32(e + 8, UInt32(item.key.count))
+                setU32(e + 12, UInt32(item.value.count))
+            } else {
+                setU32(e, UInt32(offset - e))
+                setU32(e + 4, UInt32(item.key.count))
+                setU64(e + 8, item.pgid)
+            }
+            copy(item.key, to: offset)
+            offset += item.key.count
+            copy(item.value, to: offset)
+            offset += item.value.count
+        }
+    }
+}
+
+extension PageLayout {
+    /// The bytes one element adds to a page: its 16-byte slot, key and value (branch elements
+    /// have no value; leaf and branch slots are the same size in format 2).
+    @inline(__always)
+    static func elementBytes(key: Int, value: Int) -> Int { leafElementSize + key + value }
+}
+
+/// The 16-byte value header of a nested bucket: its root page (0 for an inline bucket, whose
+/// page image follows the header in the same value) and its sequence.
+struct BucketHeader {
+    var root: UInt64
+    var sequence: UInt64
+
+    /// Decodes a bucket value; `inline` is the page image after the header when `root` is 0.
+    /// `at` names the page holding the value, for errors.
+    static func decode(_ value: ByteView, at pageID: UInt64) throws(BoltError) -> (header: BucketHeader, inline: PageView?) {
+        guard value.count >= PageLayout.bucketHeaderSize, let base = value.base else {
+            throw BoltError.corruptPage(id: pageID, reason: "bucket value of \(value.count) bytes is shorter than a bucket header")
+        }
+        let header = BucketHeader(root: base.loadUnaligned(as: UInt64.self), sequence: base.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+        guard header.root == 0 else { return (header, nil) }
+        guard value.count >= PageLayout.bucketHeaderSize + PageLayout.headerSize else {
+            throw BoltError.corruptPage(id: pageID, reason: "inline bucket value of \(value.count) bytes has no page header")
+        }
+        return (header, PageView(base: base + PageLayout.bucketHeaderSize, capacity: value.count - PageLayout.bucketHeaderSize))
+    }
+
+    /// Decodes the header of a bucket value given as bytes (for tools); nil when too short.
+    static func decode(_ bytes: [UInt8]) -> BucketHeader? {
+        guard bytes.count >= PageLayout.bucketHeaderSize else { return nil }
+        return bytes.withUnsafeBytes { BucketHeader(root: $0.loadUnaligned(as: UInt64.self), sequence: $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self)) }
+    }
+
+    /// Writes the 16 bytes at `base`.
+    func write(into base: UnsafeMutableRawPointer) {
+        base.storeBytes(of: root, toByteOffset: 0, as: UInt64.self)
+        base.storeBytes(of: sequence, toByteOffset: 8, as: UInt64.self)
+    }
 }
 
 extension PageView {
+    /// The bytes a leaf or branch page's header, elements, keys and values take (bbolt's
+    /// "in use" figure). Elements whose key or value cannot be read count as their slot only.
+    func usedBytes(pageID: UInt64) -> Int {
+        var used = PageLayout.headerSize + count * PageLayout.leafElementSize
+        for i in 0..<count {
+            if isLeaf {
+                used += ((try? leafKey(i, pageID: pageID).count) ?? 0) + ((try? leafValue(i, pageID: pageID).count) ?? 0)
+            } else {
+                used += (try? branchKey(i, pageID: pageID).count) ?? 0
+            }
+        }
+        return used
+    }
+
     /// The key of element `i` of a leaf or branch page.
     func key(_ i: Int, pageID: UInt64) throws(BoltError) -> ByteView {
         isLeaf ? try leafKey(i, pageID: pageID) : try branchKey(i, pageID: pageID)

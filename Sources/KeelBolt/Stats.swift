@@ -60,11 +60,7 @@ extension Bucket {
             s.inlineBucketN = 1
             if let page = inlinePage {
                 s.keyN = page.count
-                var used = PageLayout.headerSize
-                for i in 0..<page.count {
-                    used += PageLayout.leafElementSize + (try page.leafKey(i, pageID: 0)).count + (try page.leafValue(i, pageID: 0)).count
-                }
-                s.inlineBucketInuse = used
+                s.inlineBucketInuse = page.usedBytes(pageID: root)
             }
             s.depth = 1
         } else {
@@ -97,23 +93,15 @@ extension Bucket {
             s.leafOverflowN += overflow
             s.leafAlloc += (overflow + 1) * pageSize
             s.keyN += page.count
-            var used = PageLayout.headerSize
-            for i in 0..<page.count {
-                let key = try page.leafKey(i, pageID: pgid)
-                let value = try page.leafValue(i, pageID: pgid)
-                used += PageLayout.leafElementSize + key.count + value.count
-                if page.leafFlags(i) & bucketLeafFlag != 0 { subBuckets.append(key.bytes) }
+            for i in 0..<page.count where page.leafFlags(i) & bucketLeafFlag != 0 {
+                subBuckets.append(try page.leafKey(i, pageID: pgid).bytes)
             }
-            s.leafInuse += used
+            s.leafInuse += page.usedBytes(pageID: pgid)
         } else {
             s.branchPageN += 1
             s.branchOverflowN += overflow
             s.branchAlloc += (overflow + 1) * pageSize
-            var used = PageLayout.headerSize
-            for i in 0..<page.count {
-                used += PageLayout.branchElementSize + (try page.branchKey(i, pageID: pgid)).count
-            }
-            s.branchInuse += used
+            s.branchInuse += page.usedBytes(pageID: pgid)
             for i in 0..<page.count {
                 try visit(page.branchChild(i), depth: depth + 1, pageSize: pageSize, into: &s, subBuckets: &subBuckets, visited: &visited)
             }

@@ -227,6 +227,13 @@ public final class SimulatedFileSystem: FileSystem, @unchecked Sendable {
         state.withLock { $0.lookup(path) != nil }
     }
 
+    /// Makes every read of `path` (through handles opened from now on or before) fail with
+    /// `errno` until `clearReadFaults()`: an unreadable file, not a damaged one.
+    public func failReads(of path: String, errno: Int32 = EIO) { state.withLock { $0.readFaults[path] = errno } }
+
+    /// Ends every `failReads`.
+    public func clearReadFaults() { state.withLock { $0.readFaults = [:] } }
+
     /// Makes the `n`-th mutating call from now (1-based) fail with EIO without crashing: the
     /// call changes nothing, and later calls work (for testing what a caller does after an
     /// error from a rename, a directory fsync, a create, …).
@@ -254,6 +261,7 @@ public final class SimulatedFileSystem: FileSystem, @unchecked Sendable {
         var failSyncAt: Int?
         var failWriteAt: Int?
         var failOperationAt: Int?
+        var readFaults: [String: Int32] = [:]
         var crashed = false
         var generation = 0
 
@@ -531,6 +539,7 @@ final class SimHandle: FileHandle, @unchecked Sendable {
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws(IOError) {
         try fs.withState { s throws(IOError) in
             try check(s, "pread", writing: false)
+            if let code = s.readFaults[path] { throw IOError.system(operation: "pread", path: path, errno: code) }
             let n = file.read(into: buffer, at: Int(offset))
             if n < buffer.count {
                 throw IOError.shortTransfer(operation: "pread", path: path, offset: offset, expected: buffer.count, actual: n)

@@ -1,5 +1,6 @@
 import Foundation
 import KeelBolt
+import KeelIO
 import KeelProto
 
 /// `keelutl etcd dump`: every bucket of an etcd backend file, decoded.
@@ -89,10 +90,4 @@ public struct EtcdDump {
 }
 
 /// Printable UTF-8 as is (quoted when it has spaces), anything else as hex.
-func show(_ bytes: [UInt8]) -> String {
-    if bytes.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) {
-        let text = String(decoding: bytes, as: UTF8.self)
-        return text.contains(" ") ? "\"\(text)\"" : text
-    }
-    return "0x" + bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
-}
+func show(_ bytes: [UInt8]) -> String { printableOrHex(bytes, quoting: .whenItHasSpaces, hexPrefix: "0x") }

@@ -44,7 +44,12 @@ public struct SnapshotStatus: Equatable, Sendable {
 
     /// `{"hash":…,"revision":…,"totalKey":…,"totalSize":…}` as etcdctl prints it.
     public var json: String {
-        "{\"hash\":\(hash),\"revision\":\(revision),\"totalKey\":\(totalKey),\"totalSize\":\(totalSize)}"
+        var json = JSONLine()
+        json.add("hash", hash)
+        json.add("revision", revision)
+        json.add("totalKey", totalKey)
+        json.add("totalSize", totalSize)
+        return json.description
     }
 
     /// etcdctl's table.

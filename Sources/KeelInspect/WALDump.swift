@@ -31,11 +31,14 @@ public struct WALDump {
         }
 
         public var json: String {
-            var fields = ["\"segment\":\"\(segment)\"", "\"offset\":\(offset)", "\"type\":\"\(type)\""]
-            if let term { fields.append("\"term\":\(term)") }
-            if let index { fields.append("\"index\":\(index)") }
-            fields.append("\"summary\":\"\(summary.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\""))\"")
-            return "{" + fields.joined(separator: ",") + "}"
+            var json = JSONLine()
+            json.add("segment", segment)
+            json.add("offset", offset)
+            json.add("type", type)
+            if let term { json.add("term", term) }
+            if let index { json.add("index", index) }
+            json.add("summary", summary)
+            return json.description
         }
     }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KeelBench
+import KeelIO
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -117,18 +118,8 @@ struct StorageBenchCommand: ParsableCommand {
             }
         }
         if kinds.count == 2, let a = results[kinds[0].rawValue], let b = results[kinds[1].rawValue] {
-            for phase in ["write", "read", "scan", "small-txn"] {
-                guard let x = a[phase], let y = b[phase], y.opsPerSecond > 0 else { continue }
-                var line = "# ratio \(phase) \(kinds[0].rawValue)/\(kinds[1].rawValue): ops/s \(String(format2: x.opsPerSecond / y.opsPerSecond))"
-                if let p50x = x.p50Microseconds, let p50y = y.p50Microseconds, p50y > 0 {
-                    line += ", p50 latency \(String(format2: p50x / p50y))"
-                }
-                if json {
-                    var fields = "{\"ratio\":\"\(kinds[0].rawValue)/\(kinds[1].rawValue)\",\"phase\":\"\(phase)\",\"ops_per_sec\":\(String(format2: x.opsPerSecond / y.opsPerSecond))"
-                    if let p50x = x.p50Microseconds, let p50y = y.p50Microseconds, p50y > 0 { fields += ",\"p50_us\":\(String(format2: p50x / p50y))" }
-                    line = fields + "}"
-                }
-                print(line)
+            for ratio in PhaseRatio.ratios(a, b, engines: (kinds[0].rawValue, kinds[1].rawValue)) {
+                print(json ? ratio.json : ratio.text)
             }
             if !json {
                 print("# file size \(kinds[0].rawValue) \(a["write"]?.fileBytes ?? 0) bytes, \(kinds[1].rawValue) \(b["write"]?.fileBytes ?? 0) bytes")
@@ -144,50 +135,17 @@ struct StorageBenchCommand: ParsableCommand {
 
     /// Runs this bench for one engine in a child process and reads its JSON lines.
     private func runChild(_ kind: BenchBackendKind) throws -> [PhaseResult] {
-        var arguments = Array(CommandLine.arguments.dropFirst())
-        if arguments.first == "bench" && arguments.dropFirst().first != "storage" { arguments.insert("storage", at: 1) }
-        // Replace --backend (either form) and force JSON.
-        var filtered: [String] = []
-        var skipNext = false
-        for a in arguments {
-            if skipNext { skipNext = false; continue }
-            if a == "--backend" { skipNext = true; continue }
-            if a.hasPrefix("--backend=") || a == "--json" { continue }
-            filtered.append(a)
-        }
-        arguments = filtered + ["--backend", kind.rawValue, "--json"]
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/proc/self/exe")
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            printError("keelutl bench (\(kind.rawValue)) failed with status \(process.terminationStatus)")
+        do {
+            return try BenchChild.run(kind: kind, arguments: Array(CommandLine.arguments.dropFirst()))
+        } catch {
+            printError("keelutl bench (\(kind.rawValue)): \(error)")
             throw ExitCode(1)
         }
-        var results: [PhaseResult] = []
-        for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
-            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                  let phase = object["phase"] as? String, let ops = object["ops"] as? Int,
-                  let seconds = (object["seconds"] as? NSNumber)?.doubleValue else { continue }
-            results.append(PhaseResult(backend: kind.rawValue, phase: phase, ops: ops, seconds: seconds,
-                                       p50Microseconds: (object["p50_us"] as? NSNumber)?.doubleValue,
-                                       p99Microseconds: (object["p99_us"] as? NSNumber)?.doubleValue,
-                                       fileBytes: (object["file_bytes"] as? NSNumber)?.int64Value ?? 0,
-                                       peakRSSBytes: (object["peak_rss_bytes"] as? NSNumber)?.int64Value ?? 0))
-        }
-        return results
     }
 }
 
 extension String {
-    init(format2 value: Double) {
-        let rounded = (value * 100).rounded() / 100
-        self = String(rounded)
-    }
+    init(format2 value: Double) { self = formatDecimal(value, 2) }
 
     func replacingFirst(_ target: String, with replacement: String) -> String {
         guard let range = range(of: target) else { return self }

@@ -55,11 +55,12 @@ struct DiskProfileCommand: ParsableCommand {
     }
 
     private func line(_ m: DiskProfiler.Measurement, kind: String?) -> String {
-        var fields: [String] = []
-        if let kind { fields.append("\"kind\":\"\(kind)\"") }
-        fields += ["\"iops\":\(String(format2: m.iops))", "\"p50_us\":\(String(format2: m.microseconds(0.5)))",
-                   "\"p90_us\":\(String(format2: m.microseconds(0.9)))", "\"p99_us\":\(String(format2: m.microseconds(0.99)))",
-                   "\"p999_us\":\(String(format2: m.microseconds(0.999)))", "\"max_us\":\(String(format2: m.maxMicroseconds))"]
-        return "{" + fields.joined(separator: ",") + "}"
+        var json = JSONLine()
+        if let kind { json.add("kind", kind) }
+        for (name, value) in [("iops", m.iops), ("p50_us", m.microseconds(0.5)), ("p90_us", m.microseconds(0.9)),
+                              ("p99_us", m.microseconds(0.99)), ("p999_us", m.microseconds(0.999)), ("max_us", m.maxMicroseconds)] {
+            json.add(name, value, decimals: 2)
+        }
+        return json.description
     }
 }

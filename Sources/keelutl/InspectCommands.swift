@@ -94,8 +94,10 @@ struct EtcdDumpCommand: ParsableCommand {
             for line in lines {
                 if writeOut == .json {
                     if line.hasPrefix("bucket ") { bucket = String(line.dropFirst(7)); continue }
-                    let text = line.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
-                    print("{\"bucket\":\"\(bucket)\",\"entry\":\"\(text)\"}")
+                    var json = JSONLine()
+                    json.add("bucket", bucket)
+                    json.add("entry", line.trimmingCharacters(in: .whitespaces))
+                    print(json)
                 } else {
                     print(line)
                 }
@@ -154,7 +156,13 @@ struct InfoCommand: ParsableCommand {
         defer { try? db.close() }
         let m = db.currentMeta
         if writeOut == .json {
-            print("{\"pageSize\":\(db.pageSize),\"txid\":\(m.txid),\"root\":\(m.root),\"highWaterMark\":\(m.pgid),\"freelist\":\(m.freelist == PageLayout.noFreelist ? "null" : String(m.freelist))}")
+            var json = JSONLine()
+            json.add("pageSize", db.pageSize)
+            json.add("txid", m.txid)
+            json.add("root", m.root)
+            json.add("highWaterMark", m.pgid)
+            if m.freelist == PageLayout.noFreelist { json.addRaw("freelist", "null") } else { json.add("freelist", m.freelist) }
+            print(json)
         } else {
             print("Page Size: \(db.pageSize)")
         }
@@ -175,9 +183,7 @@ struct BucketsCommand: ParsableCommand {
 }
 
 /// A JSON array of strings.
-func jsonArray(_ items: [String]) -> String {
-    "[" + items.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }.joined(separator: ",") + "]"
-}
+func jsonArray(_ items: [String]) -> String { JSONLine.array(items) }
 
 struct KeysCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "keys", abstract: "The keys of a (nested) bucket, one per line.")
@@ -215,7 +221,10 @@ struct GetCommand: ParsableCommand {
                 throw ExitCode(1)
             }
             if writeOut == .json {
-                print("{\"key\":\"\(Data(key.utf8).base64EncodedString())\",\"value\":\"\(Data(value.bytes).base64EncodedString())\"}")
+                var json = JSONLine()
+                json.add("key", Data(key.utf8).base64EncodedString())
+                json.add("value", Data(value.bytes).base64EncodedString())
+                print(json)
             } else {
                 print(value.description)
             }

@@ -51,8 +51,13 @@ struct PagesCommand: ParsableCommand {
         for page in pages.allPages() {
             if writeOut == .json {
                 let type = freeIDs.contains(page.id) ? "free" : page.typeName
-                let problems = page.problems.map { "\"" + $0.replacingOccurrences(of: "\"", with: "'") + "\"" }.joined(separator: ",")
-                print("{\"id\":\(page.id),\"type\":\"\(type)\",\"items\":\(page.count),\"overflow\":\(page.overflow),\"problems\":[\(problems)]}")
+                var json = JSONLine()
+                json.add("id", page.id)
+                json.add("type", type)
+                json.add("items", page.count)
+                json.add("overflow", page.overflow)
+                json.addRaw("problems", JSONLine.array(page.problems))
+                print(json)
                 if !page.problems.isEmpty { damaged = true }
                 continue
             }
@@ -124,10 +129,8 @@ struct PageCommand: ParsableCommand {
                 let key = "\"\(String(decoding: e.key, as: UTF8.self))\""
                 if let child = e.child {
                     print("\(key): <pgid=\(child)>")
-                } else if e.isBucket, let v = e.value, v.count >= 16 {
-                    let root = v.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
-                    let seq = v.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self) }
-                    print("\(key): <pgid=\(root),seq=\(seq)>")
+                } else if let header = e.bucketHeader {
+                    print("\(key): <pgid=\(header.root),seq=\(header.sequence)>")
                 } else {
                     print("\(key): \(displayValue(e.value ?? []))")
                 }
@@ -220,9 +223,14 @@ struct StatsCommand: ParsableCommand {
         }
         func pct(_ a: Int, _ b: Int) -> Int { b == 0 ? 0 : a * 100 / b }
         if writeOut == .json {
-            print("{\"BranchPageN\":\(s.branchPageN),\"BranchOverflowN\":\(s.branchOverflowN),\"LeafPageN\":\(s.leafPageN),\"LeafOverflowN\":\(s.leafOverflowN)," +
-                  "\"KeyN\":\(s.keyN),\"Depth\":\(s.depth),\"BranchAlloc\":\(s.branchAlloc),\"BranchInuse\":\(s.branchInuse),\"LeafAlloc\":\(s.leafAlloc)," +
-                  "\"LeafInuse\":\(s.leafInuse),\"BucketN\":\(s.bucketN),\"InlineBucketN\":\(s.inlineBucketN),\"InlineBucketInuse\":\(s.inlineBucketInuse)}")
+            var json = JSONLine()
+            for (name, value) in [("BranchPageN", s.branchPageN), ("BranchOverflowN", s.branchOverflowN), ("LeafPageN", s.leafPageN),
+                                  ("LeafOverflowN", s.leafOverflowN), ("KeyN", s.keyN), ("Depth", s.depth), ("BranchAlloc", s.branchAlloc),
+                                  ("BranchInuse", s.branchInuse), ("LeafAlloc", s.leafAlloc), ("LeafInuse", s.leafInuse), ("BucketN", s.bucketN),
+                                  ("InlineBucketN", s.inlineBucketN), ("InlineBucketInuse", s.inlineBucketInuse)] {
+                json.add(name, value)
+            }
+            print(json)
             return
         }
         print("Aggregate statistics for \(count) buckets")
@@ -293,12 +301,7 @@ struct CompactCommand: ParsableCommand {
 }
 
 /// Printable text as is, anything else as hex (bbolt's `auto` format).
-func displayValue(_ bytes: [UInt8]) -> String {
-    if let text = String(bytes: bytes, encoding: .utf8), text.unicodeScalars.allSatisfy({ !$0.properties.isDefaultIgnorableCodePoint && ($0.value >= 0x20 || $0 == "\n" || $0 == "\t") }) {
-        return text
-    }
-    return bytes.map { String(format: "%02x", $0) }.joined()
-}
+func displayValue(_ bytes: [UInt8]) -> String { printableOrHex(bytes, allowUTF8: true) }
 
 /// `bbolt dump`'s format: %07x address and 8 groups of 2 bytes; repeated lines as `*`.
 func hexDump(_ bytes: [UInt8], base: Int) -> String {

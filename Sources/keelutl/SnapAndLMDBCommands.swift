@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KeelBackend
+import KeelInspect
 import KeelIO
 import KeelLMDB
 import KeelWAL
@@ -16,39 +17,15 @@ struct SnapDumpCommand: ParsableCommand {
     @Argument var file: String
 
     func run() throws {
-        let snapper = Snapshotter(fileSystem: POSIXFileSystem(), directory: (file as NSString).deletingLastPathComponent)
-        let snapshot: KeelProtoSnapshot
-        do { snapshot = try snapper.read(path: file) } catch {
+        do {
+            for line in try SnapDump(path: file).lines { print(line) }
+        } catch {
             printError("keelutl snap dump: \(error)")
             throw ExitCode(1)
-        }
-        let meta = snapshot.metadata
-        print("index: \(meta.index)")
-        print("term: \(meta.term)")
-        print("conf state: voters=\(meta.confState.voters.map { String($0, radix: 16) }) learners=\(meta.confState.learners.map { String($0, radix: 16) })")
-        print("data: \(snapshot.data.count) bytes")
-        if let json = try? JSONSerialization.jsonObject(with: snapshot.data) as? [String: Any] {
-            print("v2 store: CurrentIndex=\(json["CurrentIndex"] ?? "?") CurrentVersion=\(json["CurrentVersion"] ?? "?")")
-            var paths: [String] = []
-            func walk(_ node: [String: Any]) {
-                if let path = node["Path"] as? String, node["Children"] == nil || node["Children"] is NSNull {
-                    let value = (node["Value"] as? String) ?? ""
-                    paths.append(value.isEmpty ? path : "\(path) = \(value.count > 80 ? String(value.prefix(80)) + "…" : value)")
-                }
-                if let children = node["Children"] as? [String: Any] {
-                    for child in children.values { if let c = child as? [String: Any] { walk(c) } }
-                }
-            }
-            if let root = json["Root"] as? [String: Any] { walk(root) }
-            for path in paths.sorted() { print("  \(path)") }
-        } else {
-            print("v2 store: not JSON")
         }
     }
 }
 
-import KeelProto
-typealias KeelProtoSnapshot = Raftpb_Snapshot
 
 /// `keelutl lmdb info|stats|keys|get DIR …`: LMDB environments.
 struct LMDBCommand: ParsableCommand {

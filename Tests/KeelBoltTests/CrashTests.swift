@@ -206,6 +206,42 @@ final class CrashTests: XCTestCase {
         print("write failures on a meta page: \(metaFailures) of 10 (testMetaWriteFailureDisablesWrites covers every commit)")
     }
 
+    /// A new file's directory entry must be durable before the file is used: a failed
+    /// directory fsync fails the open (it used to be ignored), and a crash before it leaves no
+    /// half-made database behind that a later open would mistake for the committed one.
+    func testDirectorySyncFailureFailsCreation() throws {
+        let probe = SimulatedFileSystem(seed: 40)
+        try probe.makeDirectoryDurably("/data")
+        let before = probe.mutatingOperations
+        try DB.open(path: "/data/new.db", options: options(probe, pageSize: 4096, noFreelistSync: false)).close()
+        let steps = probe.mutatingOperations - before
+        var sawDirectorySync = false
+        for step in 1...steps {
+            let fs = SimulatedFileSystem(seed: 40)
+            try fs.makeDirectoryDurably("/data")
+            fs.failOperation(after: step)
+            do {
+                let db = try DB.open(path: "/data/new.db", options: options(fs, pageSize: 4096, noFreelistSync: false))
+                try db.close()
+                XCTFail("EIO at step \(step) of \(steps) of creating a database was not reported")
+            } catch let error as BoltError {
+                guard case let .io(ioError) = error else { return XCTFail("\(error)") }
+                if ioError.description.contains("fsync directory") { sawDirectorySync = true }
+            }
+        }
+        XCTAssertTrue(sawDirectorySync, "one of the steps is the directory fsync")
+        // A crash after open returned keeps the file.
+        let fs = SimulatedFileSystem(seed: 41)
+        try fs.makeDirectoryDurably("/data")
+        let db = try DB.open(path: "/data/new.db", options: options(fs, pageSize: 4096, noFreelistSync: false))
+        try db.update { tx throws(BoltError) in try tx.createBucket(b("b")).put(b("k"), b("v")) }
+        try db.close()
+        fs.restart(mode: .dropUnsynced)
+        let reopened = try DB.open(path: "/data/new.db", options: options(fs, pageSize: 4096, noFreelistSync: false))
+        XCTAssertEqual(try reopened.view { tx throws(BoltError) in try tx.bucket(b("b"))?.get(b("k"))?.bytes }, b("v"))
+        try reopened.close()
+    }
+
     /// EIO on the meta page write of each commit in turn: writes are disabled for good (the
     /// meta may have landed, so the pages that commit wrote must never be reused), reads go on,
     /// and after a restart the file holds the commit before or the one that failed.

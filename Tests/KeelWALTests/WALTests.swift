@@ -148,6 +148,37 @@ final class WALTests: XCTestCase {
         XCTAssertEqual(try snapper.loadNewest().metadata.index, 10)
         XCTAssertTrue(fs.exists("/snap/" + Snapshotter.fileName(term: 2, index: 20) + ".broken"))
     }
+
+    /// A .snap that cannot be *read* (EACCES, EMFILE, EIO) says nothing about its bytes: the
+    /// error is reported and the file is left in place, never renamed .broken.
+    func testUnreadableSnapshotIsReportedNotSetAside() throws {
+        let fs = SimulatedFileSystem(seed: 6)
+        try fs.makeDirectoryDurably("/snap")
+        let snapper = Snapshotter(fileSystem: fs, directory: "/snap")
+        var snapshot = Raftpb_Snapshot()
+        snapshot.data = Data("{\"Root\":{}}".utf8)
+        for index in [10, 20] as [UInt64] {
+            snapshot.metadata.index = index
+            snapshot.metadata.term = 2
+            try snapper.save(term: 2, index: index, snapshot: [UInt8](try snapshot.serializedBytes() as [UInt8]))
+        }
+        let newest = "/snap/" + Snapshotter.fileName(term: 2, index: 20)
+        for code in [EACCES, EMFILE, EIO] {
+            fs.failReads(of: newest, errno: code)
+            XCTAssertThrowsError(try snapper.loadNewest()) { error in
+                guard case let .io(ioError)? = error as? WALError else { return XCTFail("\(error)") }
+                XCTAssertEqual(ioError.errno, code)
+            }
+            XCTAssertTrue(fs.exists(newest), "errno \(code): the snapshot stays where it is")
+            XCTAssertFalse(fs.exists(newest + ".broken"))
+        }
+        fs.clearReadFaults()
+        XCTAssertEqual(try snapper.loadNewest().metadata.index, 20)
+        // A saved snapshot survives a crash right after save returned (temp file, rename, directory fsync).
+        fs.restart(mode: .dropUnsynced)
+        XCTAssertEqual(try snapper.loadNewest().metadata.index, 20)
+        XCTAssertFalse(try fs.listDirectory("/snap").contains { $0.hasSuffix(".tmp") })
+    }
 }
 
 final class WALInteropTests: XCTestCase {
