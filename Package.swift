@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "KeelBackend", targets: ["KeelBackend"]),
         .library(name: "KeelProto", targets: ["KeelProto"]),
         .library(name: "KeelWAL", targets: ["KeelWAL"]),
+        .library(name: "KeelMVCC", targets: ["KeelMVCC"]),
         .executable(name: "keelutl", targets: ["keelutl"]),
     ],
     dependencies: [
@@ -37,6 +38,9 @@ let package = Package(
         .target(name: "KeelProto", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         // etcd's write-ahead log and .snap files.
         .target(name: "KeelWAL", dependencies: ["KeelIO", "KeelProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        // etcd's revision-keyed store on a Backend, in etcd's schema. No Raft, no gRPC.
+        .target(name: "KeelMVCC", dependencies: ["KeelBackend", "KeelProto", "KeelIO",
+                                                 .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         // The fdatasync latency profiler.
         .target(name: "KeelDiskProfiler", dependencies: ["KeelIO"]),
         // Offline inspection behind `keelutl` (bbolt files, etcd schema, WAL and snap files).
@@ -59,6 +63,7 @@ let package = Package(
         .testTarget(name: "KeelBoltTests", dependencies: ["KeelBolt", "KeelIO", "KeelTestSupport"]),
         .testTarget(name: "KeelWALTests", dependencies: ["KeelWAL", "KeelProto", "KeelIO", "KeelDiskProfiler", "KeelTestSupport"]),
         .testTarget(name: "KeelInspectTests", dependencies: ["KeelInspect", "KeelBolt", "KeelIO", "KeelTestSupport", "KeelFuzz"]),
+        .testTarget(name: "KeelMVCCTests", dependencies: ["KeelMVCC", "KeelBackend", "KeelBolt", "KeelLMDB", "KeelProto", "KeelIO", "KeelTestSupport"]),
         .testTarget(name: "KeelBackendTests", dependencies: ["KeelBackend", "KeelBench", "KeelBolt", "KeelLMDB", "KeelIO", "KeelTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

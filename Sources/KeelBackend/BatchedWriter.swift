@@ -102,6 +102,12 @@ public final class BatchedWriter: @unchecked Sendable {
         }
     }
 
+    /// Rolls back the open batch on purpose (its owner found it cannot be committed) and
+    /// refuses calls until `reset()`, as after a failed write.
+    public func abort(because cause: String) {
+        state.withLock { s in _ = abort(&s, because: cause, writeFailed: false) }
+    }
+
     private func commitLocked(_ s: inout State) throws(BackendError) {
         guard let tx = s.tx else { return }
         do throws(BackendError) {
