@@ -88,12 +88,22 @@ public final class KVStore: @unchecked Sendable {
     // MARK: Open
 
     private func restore() throws(MVCCError) {
-        try backendCall { () throws(BackendError) in
-            let tx = try backend.beginWrite()
-            for bucket in [KVStore.keyBucket, KVStore.metaBucket] where (try? tx.bucket(bucket)) == nil {
-                try tx.createBucket(bucket)
+        // Create `key` and `meta` only when missing, so a read-only backend (an etcd data file
+        // opened for inspection) works.
+        let missing = try backendCall { () throws(BackendError) -> Bool in
+            let read = try backend.beginRead()
+            defer { read.end() }
+            let names = try read.buckets(in: [])
+            return !names.contains(KVStore.keyBucket[0]) || !names.contains(KVStore.metaBucket[0])
+        }
+        if missing {
+            try backendCall { () throws(BackendError) in
+                let tx = try backend.beginWrite()
+                for bucket in [KVStore.keyBucket, KVStore.metaBucket] where (try? tx.bucket(bucket)) == nil {
+                    try tx.createBucket(bucket)
+                }
+                try tx.commit()
             }
-            try tx.commit()
         }
         let read = try backendCall { () throws(BackendError) in try backend.beginRead() }
         defer { read.end() }
