@@ -139,4 +139,23 @@ final class KVStoreTests: XCTestCase {
         try reopened.close()
         try backend.close()
     }
+
+    /// The README's example, as written there.
+    func testReadmeExample() throws {
+        let dir = try temporaryDirectory(self)
+        let backend = try BoltBackend(path: dir + "/member.db")
+        let store = try KVStore(backend: backend)
+        var put = Etcdserverpb_PutRequest()
+        put.key = Data("/config/a".utf8)
+        put.value = Data("1".utf8)
+        let revision = try store.put(put, index: 1).header.revision
+        var get = Etcdserverpb_RangeRequest()
+        get.key = Data("/config/".utf8)
+        get.rangeEnd = Data("/config0".utf8)
+        let kvs = try store.range(get).kvs
+        try store.close()
+        try backend.close()
+        XCTAssertEqual(revision, 2)
+        XCTAssertEqual(kvs.map(\.value), [Data("1".utf8)])
+    }
 }
