@@ -26,6 +26,13 @@ public final class KVStore: @unchecked Sendable {
         public var compactionBatchLimit = 1000
         /// Most operations in one txn (`--max-txn-ops`).
         public var maxTxnOps = 128
+        /// Keep leases (the `lease` bucket, attach/detach on writes, expiry while primary). Off
+        /// for a store that must hold exactly what etcd's bare `mvcc` store holds.
+        public var leases = true
+        /// The shortest TTL a lease gets (etcd: ceil(1.5 × election timeout) = 2 s by default).
+        public var minLeaseTTL: Int64 = 2
+        /// Monotonic seconds, for lease expiry (tests pass a fake clock).
+        public var clock: @Sendable () -> Double = { Double(monotonicNanoseconds()) / 1e9 }
         public init() {}
     }
 
@@ -38,17 +45,21 @@ public final class KVStore: @unchecked Sendable {
 
     public let backend: any Backend
     public let options: Options
-    private let writer: BatchedWriter
+    let writer: BatchedWriter
     private let lock = NSLock()
     // State below is guarded by `lock`.
-    private let index = TreeIndex()
-    private var current: Int64 = 1
+    let index = TreeIndex()
+    var current: Int64 = 1
     private var compacted: Int64 = -1
     private var appliedIndex: UInt64 = 0
     /// `key` bucket values written in the open batch, so reads see them before the commit.
     private var uncommitted: [[UInt8]: [UInt8]] = [:]
     private var commitsSeen = 0
-    private var failure: String?
+    var failure: String?
+    /// Leases by ID (when `options.leases`).
+    var leases: [Int64: Lease] = [:]
+    /// Whether leases expire here.
+    var primary = false
 
     /// Opens the store on `backend`: creates `key` and `meta` when missing, rebuilds the index,
     /// and finishes a compaction that was scheduled but not finished.
@@ -72,14 +83,14 @@ public final class KVStore: @unchecked Sendable {
     public var indexedKeys: Int { withLock { index.count } }
 
     @inline(__always)
-    private func withLock<T>(_ body: () throws(MVCCError) -> T) throws(MVCCError) -> T {
+    func withLock<T>(_ body: () throws(MVCCError) -> T) throws(MVCCError) -> T {
         lock.lock()
         defer { lock.unlock() }
         return try body()
     }
 
     @inline(__always)
-    private func withLock<T>(_ body: () -> T) -> T {
+    func withLock<T>(_ body: () -> T) -> T {
         lock.lock()
         defer { lock.unlock() }
         return body()
@@ -140,6 +151,7 @@ public final class KVStore: @unchecked Sendable {
             // A compaction was persisted but not finished: finish it now.
             try compactLocked(scheduled, resumed: true)
         }
+        if options.leases { try restoreLeases() }
     }
 
     private func restoreEntry(_ key: [UInt8], _ value: [UInt8], last: inout Int64) throws(MVCCError) {
@@ -185,7 +197,7 @@ public final class KVStore: @unchecked Sendable {
     }
 
     /// The stored KeyValues of `revisions`, from the open batch or the backend.
-    private func fetch(_ revisions: [Revision]) throws(MVCCError) -> [Mvccpb_KeyValue] {
+    func fetch(_ revisions: [Revision]) throws(MVCCError) -> [Mvccpb_KeyValue] {
         var out: [Mvccpb_KeyValue] = []
         out.reserveCapacity(revisions.count)
         var read: (any BackendReadTx)?
@@ -352,16 +364,20 @@ public final class KVStore: @unchecked Sendable {
                 throw error
             }
             if w.changes > 0 {
-                if raftIndex > 0 {
-                    try batch(changes: 0) { tx throws(BackendError) in
-                        try tx.bucket(KVStore.metaBucket).put(KVStore.consistentIndexKey, bigEndianBytes(raftIndex))
-                    }
-                    appliedIndex = raftIndex
-                }
+                try saveConsistentIndex(raftIndex)
                 current += 1
             }
             return result
         }
+    }
+
+    /// Stores the applied raft index in `meta` in the open batch (0: nothing to record).
+    func saveConsistentIndex(_ raftIndex: UInt64) throws(MVCCError) {
+        guard raftIndex > 0 else { return }
+        try batch(changes: 0) { tx throws(BackendError) in
+            try tx.bucket(KVStore.metaBucket).put(KVStore.consistentIndexKey, bigEndianBytes(raftIndex))
+        }
+        appliedIndex = raftIndex
     }
 
     private func applyPut(_ p: Etcdserverpb_PutRequest, _ w: inout WriteTxn) throws(MVCCError) -> Etcdserverpb_PutResponse {
@@ -489,6 +505,8 @@ public final class KVStore: @unchecked Sendable {
             created = state.created.main
             version = state.version
         }
+        var previousLease: Int64 = 0
+        if options.leases, let state = ki?.get(atRev: rev) { previousLease = try fetch([state.modified])[0].lease }
         let revision = Revision(main: rev, sub: Int64(w.changes))
         var kv = Mvccpb_KeyValue()
         kv.key = Data(key)
@@ -502,11 +520,15 @@ public final class KVStore: @unchecked Sendable {
         try batch(changes: 1) { tx throws(BackendError) in try tx.bucket(KVStore.keyBucket).put(revisionKey, bytes) }
         uncommitted[revisionKey] = bytes
         (ki ?? index.getOrInsert(key)).put(revision)
+        attach(key, lease: lease, previous: previousLease)
         w.changes += 1
     }
 
     /// Writes one tombstone at the txn's next sub-revision.
-    private func deleteKey(_ key: [UInt8], _ w: inout WriteTxn) throws(MVCCError) {
+    func deleteKey(_ key: [UInt8], _ w: inout WriteTxn) throws(MVCCError) {
+        if options.leases, let state = index.get(key)?.get(atRev: w.readRev) {
+            detach(key, lease: try fetch([state.modified])[0].lease)
+        }
         let revision = Revision(main: w.beginRev + 1, sub: Int64(w.changes))
         var kv = Mvccpb_KeyValue()
         kv.key = Data(key)
@@ -519,7 +541,8 @@ public final class KVStore: @unchecked Sendable {
     }
 
     private func leaseExists(_ id: Int64) throws(MVCCError) -> Bool {
-        try backendCall { () throws(BackendError) in
+        if options.leases { return leases[id] != nil }
+        return try backendCall { () throws(BackendError) in
             let read = try backend.beginRead()
             defer { read.end() }
             guard let bucket = try? read.bucket(KVStore.leaseBucket) else { return false }
@@ -663,7 +686,7 @@ public final class KVStore: @unchecked Sendable {
         }
     }
 
-    private func batch(changes: Int, _ body: (any BackendWriteTx) throws(BackendError) -> Void) throws(MVCCError) {
+    func batch(changes: Int, _ body: (any BackendWriteTx) throws(BackendError) -> Void) throws(MVCCError) {
         try writerCall { () throws(BackendError) in try writer.write(changes: changes, body) }
     }
 
@@ -683,11 +706,11 @@ public final class KVStore: @unchecked Sendable {
         }
     }
 
-    private func checkOpen() throws(MVCCError) {
+    func checkOpen() throws(MVCCError) {
         if let failure { throw failure == "closed" ? MVCCError.closed : MVCCError.backend(failure) }
     }
 
-    private func backendCall<T>(_ body: () throws(BackendError) -> T) throws(MVCCError) -> T {
+    func backendCall<T>(_ body: () throws(BackendError) -> T) throws(MVCCError) -> T {
         do throws(BackendError) { return try body() } catch { throw MVCCError.backend(error.description) }
     }
 }

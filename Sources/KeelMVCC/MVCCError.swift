@@ -19,6 +19,8 @@ public enum MVCCError: Error, Equatable, Sendable, CustomStringConvertible {
     case tooManyOperations
     /// The lease a put names does not exist.
     case leaseNotFound
+    /// A lease error with etcd's message (see the static members in Leases.swift).
+    case lease(String)
     /// The stored data contradicts etcd's schema (a damaged or foreign file).
     case corrupt(String)
     /// The backend failed.
@@ -37,6 +39,7 @@ public enum MVCCError: Error, Equatable, Sendable, CustomStringConvertible {
         case .duplicateKey: return "duplicate key given in txn request"
         case .tooManyOperations: return "too many operations in txn request"
         case .leaseNotFound: return "requested lease not found"
+        case let .lease(message): return message
         case let .corrupt(message): return "mvcc: corrupt store: \(message)"
         case let .backend(message): return "mvcc: backend: \(message)"
         case .closed: return "mvcc: the store is closed"
