@@ -33,12 +33,18 @@ public final class KVStore: @unchecked Sendable {
         public var minLeaseTTL: Int64 = 2
         /// Monotonic seconds, for lease expiry (tests pass a fake clock).
         public var clock: @Sendable () -> Double = { Double(monotonicNanoseconds()) / 1e9 }
+        /// The backend quota in bytes (`--quota-backend-bytes`): 0 for etcd's 2 GiB, negative
+        /// for none.
+        public var quotaBytes: Int64 = 0
+        /// This member's ID, for the NOSPACE alarm the quota raises.
+        public var memberID: UInt64 = 0
         public init() {}
     }
 
     static let keyBucket: BucketPath = [Array("key".utf8)]
     static let metaBucket: BucketPath = [Array("meta".utf8)]
     static let leaseBucket: BucketPath = [Array("lease".utf8)]
+    static let alarmBucket: BucketPath = [Array("alarm".utf8)]
     static let consistentIndexKey = Array("consistent_index".utf8)
     static let scheduledCompactKey = Array("scheduledCompactRev".utf8)
     static let finishedCompactKey = Array("finishedCompactRev".utf8)
@@ -60,6 +66,8 @@ public final class KVStore: @unchecked Sendable {
     var leases: [Int64: Lease] = [:]
     /// Whether leases expire here.
     var primary = false
+    /// Active alarms (the `alarm` bucket).
+    var alarms: [Etcdserverpb_AlarmMember] = []
 
     /// Opens the store on `backend`: creates `key` and `meta` when missing, rebuilds the index,
     /// and finishes a compaction that was scheduled but not finished.
@@ -152,6 +160,7 @@ public final class KVStore: @unchecked Sendable {
             try compactLocked(scheduled, resumed: true)
         }
         if options.leases { try restoreLeases() }
+        try restoreAlarms()
     }
 
     private func restoreEntry(_ key: [UInt8], _ value: [UInt8], last: inout Int64) throws(MVCCError) {
@@ -272,7 +281,10 @@ public final class KVStore: @unchecked Sendable {
     /// etcd's Put. `index` is the raft index it applies (0: not recorded).
     public func put(_ request: Etcdserverpb_PutRequest, index raftIndex: UInt64 = 0) throws(MVCCError) -> Etcdserverpb_PutResponse {
         try KVStore.validate(request)
-        return try write(raftIndex) { (w: inout WriteTxn) throws(MVCCError) in try applyPut(request, &w) }
+        return try write(raftIndex) { (w: inout WriteTxn) throws(MVCCError) in
+            try checkSpace(cost: KVStore.cost(request))
+            return try applyPut(request, &w)
+        }
     }
 
     /// etcd's DeleteRange.
@@ -286,6 +298,7 @@ public final class KVStore: @unchecked Sendable {
     public func txn(_ request: Etcdserverpb_TxnRequest, index raftIndex: UInt64 = 0) throws(MVCCError) -> Etcdserverpb_TxnResponse {
         try KVStore.validate(request, maxOps: options.maxTxnOps)
         return try write(raftIndex) { (w: inout WriteTxn) throws(MVCCError) in
+            try checkSpace(cost: KVStore.cost(request))
             // As etcd: every compare (nested ones too) against the state before the txn, then
             // the chosen branch checked (ignore_* keys, leases, range revisions) before any write.
             var path: [Bool] = []
@@ -674,7 +687,7 @@ public final class KVStore: @unchecked Sendable {
         }
     }
 
-    private func forceCommitLocked() throws(MVCCError) {
+    func forceCommitLocked() throws(MVCCError) {
         try writerCall { () throws(BackendError) in try writer.forceCommit() }
     }
 

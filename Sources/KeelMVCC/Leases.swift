@@ -51,6 +51,7 @@ extension KVStore {
             if id == 0 { throw MVCCError.leaseNotFound }
             if ttl > KVStore.maxLeaseTTL { throw MVCCError.leaseTTLTooLarge }
             if leases[id] != nil { throw MVCCError.leaseExists }
+            try checkSpace(cost: KVStore.leaseOverhead)
             var lease = Lease(id: id, ttl: max(ttl, options.minLeaseTTL))
             lease.expiry = primary ? clockNow() + Double(lease.effectiveTTL) : nil
             leases[id] = lease
