@@ -68,6 +68,12 @@ public final class KVStore: @unchecked Sendable {
     var primary = false
     /// Active alarms (the `alarm` bucket).
     var alarms: [Etcdserverpb_AlarmMember] = []
+    /// Every watcher, and which of them are synced (notified as writes happen).
+    var watchers: [Watcher] = []
+    var syncedWatchers = Set<ObjectIdentifier>()
+    /// Events of the write txn in progress.
+    var txnEvents: [Mvccpb_Event] = []
+    var compactRevisionLocked: Int64 { compacted }
 
     /// Opens the store on `backend`: creates `key` and `meta` when missing, rebuilds the index,
     /// and finishes a compaction that was scheduled but not finished.
@@ -362,6 +368,7 @@ public final class KVStore: @unchecked Sendable {
         try withLock { () throws(MVCCError) in
             try checkOpen()
             var w = WriteTxn(beginRev: current)
+            txnEvents = []
             let result: T
             do throws(MVCCError) {
                 result = try body(&w)
@@ -379,6 +386,9 @@ public final class KVStore: @unchecked Sendable {
             if w.changes > 0 {
                 try saveConsistentIndex(raftIndex)
                 current += 1
+                let events = txnEvents
+                txnEvents = []
+                notify(revision: current, events: events)
             }
             return result
         }
@@ -535,6 +545,12 @@ public final class KVStore: @unchecked Sendable {
         (ki ?? index.getOrInsert(key)).put(revision)
         attach(key, lease: lease, previous: previousLease)
         w.changes += 1
+        if !watchers.isEmpty {
+            var event = Mvccpb_Event()
+            event.type = .put
+            event.kv = kv
+            txnEvents.append(event)
+        }
     }
 
     /// Writes one tombstone at the txn's next sub-revision.
@@ -551,6 +567,13 @@ public final class KVStore: @unchecked Sendable {
         uncommitted[revisionKey] = bytes
         index.get(key)?.tombstone(revision)
         w.changes += 1
+        if !watchers.isEmpty {
+            var event = Mvccpb_Event()
+            event.type = .delete
+            event.kv = kv
+            event.kv.modRevision = revision.main
+            txnEvents.append(event)
+        }
     }
 
     private func leaseExists(_ id: Int64) throws(MVCCError) -> Bool {

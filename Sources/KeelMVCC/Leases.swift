@@ -67,6 +67,7 @@ extension KVStore {
         try withLockedLeases { () throws(MVCCError) in
             guard let lease = leases[id] else { throw MVCCError.leaseNotFound }
             var w = WriteTxn(beginRev: current)
+            txnEvents = []
             do throws(MVCCError) {
                 for key in lease.keys.sorted(by: { compareBytes($0, $1) < 0 }) where index.get(key)?.get(atRev: w.readRev) != nil {
                     try deleteKey(key, &w)
@@ -79,7 +80,12 @@ extension KVStore {
                 throw error
             }
             leases[id] = nil
-            if w.changes > 0 { current += 1 }
+            if w.changes > 0 {
+                current += 1
+                let events = txnEvents
+                txnEvents = []
+                notify(revision: current, events: events)
+            }
             try saveConsistentIndex(raftIndex)
             return current
         }
