@@ -23,7 +23,7 @@ let package = Package(
     ],
     targets: [
         // Tiny C: _GNU_SOURCE syscalls Glibc does not export, and the SSE4.2 CRC-32C instruction.
-        .target(name: "CKeelShims"),
+        .target(name: "CKeelShims", linkerSettings: [.linkedLibrary("crypt")]),
         // The only target that calls the OS for files.
         .target(name: "KeelIO", dependencies: ["CKeelShims"]),
         // The bbolt-format copy-on-write B+tree file.

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #endif
 #include "keel_shims.h"
+#include <errno.h>
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
@@ -51,3 +52,36 @@ uint32_t keel_crc32c_hw(uint32_t crc, const void *data, size_t length) {
 int keel_crc32c_hw_available(void) { return 0; }
 uint32_t keel_crc32c_hw(uint32_t crc, const void *data, size_t length) { (void)data; (void)length; return crc; }
 #endif
+
+#include <crypt.h>
+#include <string.h>
+#include <stdlib.h>
+
+int keel_bcrypt_hash(const char *password, int cost, char *out, size_t out_size) {
+    char salt[CRYPT_GENSALT_OUTPUT_SIZE];
+    if (crypt_gensalt_rn("$2a$", (unsigned long)cost, NULL, 0, salt, (int)sizeof salt) == NULL) return -1;
+    struct crypt_data *data = calloc(1, sizeof *data);
+    if (data == NULL) return -1;
+    const char *hash = crypt_r(password, salt, data);
+    int rc = -1;
+    if (hash != NULL && hash[0] == '$' && strlen(hash) < out_size) {
+        strcpy(out, hash);
+        rc = 0;
+    } else {
+        errno = EINVAL;
+    }
+    free(data);
+    return rc;
+}
+
+int keel_bcrypt_check(const char *password, const char *hash) {
+    if (strncmp(hash, "$2", 2) != 0) return -1;
+    struct crypt_data *data = calloc(1, sizeof *data);
+    if (data == NULL) return -1;
+    const char *computed = crypt_r(password, hash, data);
+    int rc;
+    if (computed == NULL || computed[0] != '$') rc = -1;
+    else rc = strlen(computed) == strlen(hash) && memcmp(computed, hash, strlen(hash)) == 0;
+    free(data);
+    return rc;
+}

@@ -38,6 +38,11 @@ public final class KVStore: @unchecked Sendable {
         public var quotaBytes: Int64 = 0
         /// This member's ID, for the NOSPACE alarm the quota raises.
         public var memberID: UInt64 = 0
+        /// Keep the auth store (the `auth`, `authUsers`, `authRoles` buckets). Off for a store
+        /// that must hold exactly what etcd's bare `mvcc` store holds.
+        public var auth = true
+        /// bcrypt cost for new passwords (etcd: 10; tests lower it).
+        public var bcryptCost = BCrypt.defaultCost
         public init() {}
     }
 
@@ -74,6 +79,11 @@ public final class KVStore: @unchecked Sendable {
     /// Events of the write txn in progress.
     var txnEvents: [Mvccpb_Event] = []
     var compactRevisionLocked: Int64 { compacted }
+    /// The auth store's flag, revision, uncommitted records and simple tokens.
+    var authEnabled = false
+    var authRev: UInt64 = 0
+    var authPending: [[UInt8]: [UInt8]] = [:]
+    var tokens: [String: SimpleToken] = [:]
 
     /// Opens the store on `backend`: creates `key` and `meta` when missing, rebuilds the index,
     /// and finishes a compaction that was scheduled but not finished.
@@ -167,6 +177,7 @@ public final class KVStore: @unchecked Sendable {
         }
         if options.leases { try restoreLeases() }
         try restoreAlarms()
+        if options.auth { try restoreAuth() }
     }
 
     private func restoreEntry(_ key: [UInt8], _ value: [UInt8], last: inout Int64) throws(MVCCError) {
@@ -739,6 +750,7 @@ public final class KVStore: @unchecked Sendable {
         if commits != commitsSeen {
             commitsSeen = commits
             uncommitted.removeAll(keepingCapacity: true)
+            authPending.removeAll()
         }
     }
 

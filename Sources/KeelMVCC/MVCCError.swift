@@ -21,6 +21,8 @@ public enum MVCCError: Error, Equatable, Sendable, CustomStringConvertible {
     case leaseNotFound
     /// A lease error with etcd's message (see the static members in Leases.swift).
     case lease(String)
+    /// An auth store error with etcd's message (see the static members in AuthStore.swift).
+    case auth(String)
     /// The backend quota is used up (NOSPACE): puts and lease grants are refused.
     case noSpace
     /// The stored data contradicts etcd's schema (a damaged or foreign file).
@@ -43,6 +45,7 @@ public enum MVCCError: Error, Equatable, Sendable, CustomStringConvertible {
         case .leaseNotFound: return "requested lease not found"
         case let .lease(message): return message
         case .noSpace: return "mvcc: database space exceeded"
+        case let .auth(message): return message
         case let .corrupt(message): return "mvcc: corrupt store: \(message)"
         case let .backend(message): return "mvcc: backend: \(message)"
         case .closed: return "mvcc: the store is closed"

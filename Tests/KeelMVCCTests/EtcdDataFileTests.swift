@@ -37,6 +37,16 @@ final class EtcdDataFileTests: XCTestCase {
         let hashkv = try JSONSerialization.jsonObject(with: Data(try ctl(["endpoint", "hashkv", "-w", "json"]).stdout.utf8)) as! [[String: Any]]
         let hashResponse = hashkv[0]["HashKV"] as! [String: Any]
         let etcdHash = (hashResponse["hash"] as! NSNumber).uint32Value
+        // Auth data written by etcd: users with Go-bcrypt passwords, roles with permissions.
+        _ = try ctl(["user", "add", "root:rootpw"])
+        _ = try ctl(["role", "add", "root"])
+        _ = try ctl(["user", "grant-role", "root", "root"])
+        _ = try ctl(["user", "add", "alice:alicepw"])
+        _ = try ctl(["role", "add", "reader"])
+        _ = try ctl(["role", "grant-permission", "reader", "read", "/k/", "--prefix=true"])
+        _ = try ctl(["role", "grant-permission", "reader", "readwrite", "/a"])
+        _ = try ctl(["user", "grant-role", "alice", "reader"])
+        _ = try ctl(["auth", "enable"])
         etcd.stop()
 
         var options = KeelBolt.Options()
@@ -67,6 +77,22 @@ final class EtcdDataFileTests: XCTestCase {
         XCTAssertThrowsError(try store.range(below)) { XCTAssertEqual($0 as? MVCCError, .compacted) }
         XCTAssertEqual(try store.hashKV(0).hash, etcdHash, "etcdctl endpoint hashkv")
         XCTAssertGreaterThan(store.consistentIndex, 0)
+        // The auth store etcd wrote: same users, roles and permissions; Go's bcrypt hashes check.
+        XCTAssertTrue(store.isAuthEnabled)
+        XCTAssertEqual(try store.userList(), ["alice", "root"])
+        XCTAssertEqual(try store.roleList(), ["reader", "root"])
+        XCTAssertEqual(try store.userGet("alice"), ["reader"])
+        XCTAssertEqual(try store.roleGet("reader").map { "\($0.permType) \(String(decoding: $0.key, as: UTF8.self)) \(String(decoding: $0.rangeEnd, as: UTF8.self))" },
+                       ["readwrite /a ", "read /k/ /k0"])
+        let token = try store.authenticate("alice", password: "alicepw", index: 1)
+        XCTAssertThrowsError(try store.authenticate("alice", password: "wrong", index: 1)) { XCTAssertEqual($0 as? MVCCError, .authFailed) }
+        let alice = try store.authInfo(token: token)
+        XCTAssertNoThrow(try store.checkPermission(alice, key: Array("/k/1".utf8), rangeEnd: [], write: false))
+        XCTAssertNoThrow(try store.checkPermission(alice, key: Array("/k/".utf8), rangeEnd: Array("/k0".utf8), write: false))
+        XCTAssertThrowsError(try store.checkPermission(alice, key: Array("/k/1".utf8), rangeEnd: [], write: true)) {
+            XCTAssertEqual($0 as? MVCCError, .permissionDenied)
+        }
+        XCTAssertNoThrow(try store.checkPermission(alice, key: Array("/a".utf8), rangeEnd: [], write: true))
         try backend.close()
     }
 }

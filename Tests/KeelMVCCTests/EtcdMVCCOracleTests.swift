@@ -87,6 +87,7 @@ final class EtcdMVCCOracleTests: XCTestCase {
         // etcd's bare mvcc store with a fake lessor: no `lease` bucket.
         var storeOptions = KVStore.Options()
         storeOptions.leases = false
+        storeOptions.auth = false
         var store = try KVStore(backend: backend, options: storeOptions)
         var compared = 0
         for (n, (op, expected)) in zip(ops, results).enumerated() {

@@ -22,4 +22,11 @@ int keel_crc32c_hw_available(void);
 /// Only call when keel_crc32c_hw_available() returned 1.
 uint32_t keel_crc32c_hw(uint32_t crc, const void *data, size_t length);
 
+/// A bcrypt hash ("$2a$<cost>$…", as Go's bcrypt and etcd write them) of `password` with a
+/// fresh random salt, through the system's libcrypt. Returns 0, or -1 with errno set.
+int keel_bcrypt_hash(const char *password, int cost, char *out, size_t out_size);
+/// 1 when `password` matches the bcrypt `hash` ($2a$, $2b$ or $2y$), 0 when not, -1 when the
+/// hash is not one libcrypt reads.
+int keel_bcrypt_check(const char *password, const char *hash);
+
 #endif
