@@ -115,6 +115,18 @@ extension KVStore {
         }
     }
 
+    /// etcd's lease checkpoint (applied through raft): records a lease's remaining TTL, persisted,
+    /// so a new leader counts from it instead of the full TTL.
+    public func checkpointLease(id: Int64, remainingTTL: Int64, index raftIndex: UInt64 = 0) throws(MVCCError) {
+        try withLockedLeases { () throws(MVCCError) in
+            guard var lease = leases[id] else { throw MVCCError.leaseNotFound }
+            lease.remainingTTL = remainingTTL
+            leases[id] = lease
+            try persist(lease)
+            try saveConsistentIndex(raftIndex)
+        }
+    }
+
     /// Every lease ID, ascending.
     public func leaseIDs() -> [Int64] { withLock { leases.keys.sorted() } }
 

@@ -19,6 +19,9 @@ final class EtcdDataFileTests: XCTestCase {
         _ = try ctl(["put", "/a", "x"])
         _ = try ctl(["del", "/k/5", "/k/7"])
         _ = try ctl(["compaction", "12"])
+        let granted = try ctl(["lease", "grant", "600"]).stdout   // "lease 694d7a8c6b0b3a04 granted with TTL(600s)"
+        let leaseHex = String(granted.split(separator: " ")[1])
+        _ = try ctl(["put", "/leased", "x", "--lease=\(leaseHex)"])
         for i in 0..<5 { _ = try ctl(["put", "/z/\(i)", String(repeating: "v", count: i * 100)]) }
         func json(_ output: Shell.Output) throws -> [String: Any] {
             try JSONSerialization.jsonObject(with: Data(output.stdout.utf8)) as! [String: Any]
@@ -77,6 +80,11 @@ final class EtcdDataFileTests: XCTestCase {
         XCTAssertThrowsError(try store.range(below)) { XCTAssertEqual($0 as? MVCCError, .compacted) }
         XCTAssertEqual(try store.hashKV(0).hash, etcdHash, "etcdctl endpoint hashkv")
         XCTAssertGreaterThan(store.consistentIndex, 0)
+        // The lease etcd granted, with its key.
+        let leaseID = Int64(bitPattern: UInt64(leaseHex, radix: 16)!)
+        XCTAssertEqual(store.leaseIDs(), [leaseID])
+        XCTAssertEqual(store.leaseTimeToLive(id: leaseID, keys: true)?.keys, [Array("/leased".utf8)])
+        XCTAssertEqual(store.leaseTimeToLive(id: leaseID)?.grantedTTL, 600)
         // The auth store etcd wrote: same users, roles and permissions; Go's bcrypt hashes check.
         XCTAssertTrue(store.isAuthEnabled)
         XCTAssertEqual(try store.userList(), ["alice", "root"])

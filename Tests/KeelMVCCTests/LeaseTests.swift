@@ -107,6 +107,17 @@ final class LeaseTests: XCTestCase {
         XCTAssertThrowsError(try s.renewLease(id: 2)) { XCTAssertEqual($0 as? MVCCError, .leaseNotFound) }
         s.demote()
         XCTAssertEqual(s.expiredLeases(), [])
+        // A checkpoint: a new primary counts from the remaining TTL, which survives a reopen.
+        try s.checkpointLease(id: 1, remainingTTL: 4)
+        try s.close()
+        let reopened = try KVStore(backend: backend, options: { var o = KVStore.Options(); o.clock = { clock.value }; return o }())
+        XCTAssertEqual(reopened.leaseTimeToLive(id: 1)?.remaining, 4)
+        reopened.promote(extend: 0)
+        clock.advance(4.5)
+        XCTAssertEqual(reopened.expiredLeases(), [1], "lease 1 counts from its checkpointed 4 s, lease 2 from its 5 s TTL")
+        try reopened.close()
+        try backend.close()
+        return
         try s.close()
         try backend.close()
     }
