@@ -51,10 +51,10 @@ let package = Package(
         .executableTarget(name: "FuzzBoltFile", dependencies: ["KeelFuzz"]),
         .executableTarget(name: "FuzzWALSegment", dependencies: ["KeelFuzz"]),
         // The `keelutl bench` workloads.
-        .target(name: "KeelBench", dependencies: ["KeelBackend", "KeelBolt", "KeelIO", "KeelWAL"]),
+        .target(name: "KeelBench", dependencies: ["KeelBackend", "KeelBolt", "KeelIO", "KeelWAL", "KeelMVCC", "KeelProto"]),
         // Offline tools. Never links gRPC or NIO, so its release build stays quick.
         .executableTarget(name: "keelutl", dependencies: [
-            "KeelBolt", "KeelIO", "KeelBench", "KeelWAL", "KeelDiskProfiler", "KeelInspect", "KeelBackend", "KeelLMDB", "KeelProto",
+            "KeelBolt", "KeelIO", "KeelBench", "KeelWAL", "KeelDiskProfiler", "KeelInspect", "KeelBackend", "KeelLMDB", "KeelProto", "KeelMVCC",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Helpers shared by the test targets (temporary directories, seeds, Go interop programs).

@@ -61,6 +61,9 @@ public protocol BackendBucket: AnyObject {
     /// Sets `key` (1…maxKeySize bytes) to `value`.
     /// - Throws: `.incompatibleValue` when a nested bucket has that name, `.readOnly`, `.keyRequired`, `.keyTooLarge`.
     func put(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws(BackendError)
+    /// `put` for a key above every key in the bucket (etcd's `UnsafeSeqPut`: revision keys);
+    /// engines may pack pages fuller for it (bbolt's 0.9 fill, as etcd sets).
+    func putSequential(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws(BackendError)
     /// Removes `key`; no error when absent.
     func delete(_ key: UnsafeRawBufferPointer) throws(BackendError)
     /// Visits keys in `[start, end)` (`end` nil: to the last key) in ascending order, or
@@ -71,6 +74,12 @@ public protocol BackendBucket: AnyObject {
 }
 
 extension BackendBucket {
+    public func putSequential(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws(BackendError) { try put(key, value) }
+
+    public func putSequential(_ key: [UInt8], _ value: [UInt8]) throws(BackendError) {
+        try withBackendBytes(key) { k throws(BackendError) in try withBackendBytes(value) { v throws(BackendError) in try putSequential(k, v) } }
+    }
+
     /// A copy of the value of `key`.
     public func get(_ key: [UInt8]) throws(BackendError) -> [UInt8]? {
         try withBackendBytes(key) { k throws(BackendError) in try get(k) { v throws(BackendError) in v.map { Array($0) } } }

@@ -30,13 +30,8 @@ public final class BoltBackend: Backend, @unchecked Sendable {
         BoltWriteTx(try mapBolt { () throws(BoltError) in try db.beginWrite() }, fillPercent: fillPercent)
     }
 
-    public func size() throws(BackendError) -> Int64 {
-        try mapIO { () throws(IOError) in
-            let file = try options.fileSystem.open(path, options: .readOnly)
-            defer { file.close() }
-            return try file.size()
-        }
-    }
+    /// The file's size (kept by the database; no system call).
+    public func size() throws(BackendError) -> Int64 { db.fileSize }
 
     /// etcd's definition: high-water mark × page size − free pages × page size (pending pages
     /// still count as in use), as of the last commit.
@@ -163,6 +158,13 @@ final class BoltBucket: BackendBucket {
 
     func put(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws(BackendError) {
         do throws(BoltError) { try bucket.put(key, value) } catch { throw mapBoltError(error, path: path + [Array(key)]) }
+    }
+
+    func putSequential(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws(BackendError) {
+        let fill = bucket.fillPercent
+        bucket.fillPercent = 0.9
+        defer { bucket.fillPercent = fill }
+        try put(key, value)
     }
 
     func delete(_ key: UnsafeRawBufferPointer) throws(BackendError) {

@@ -513,6 +513,9 @@ public final class DB: @unchecked Sendable {
         writerLock.signal()
     }
 
+    /// The file's size as this handle last set or saw it (it grows at commits).
+    public var fileSize: Int64 { shared.withLock { $0.fileSize } }
+
     /// Whether writes were disabled by a failed sync, and why.
     public var writeFailure: String? { shared.withLock { $0.writeFailure } }
 

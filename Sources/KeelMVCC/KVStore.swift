@@ -189,8 +189,11 @@ public final class KVStore: @unchecked Sendable {
         last = revision.main
         if let ki = index.get(k) {
             if tombstone { ki.tombstone(revision) } else { ki.put(revision) }
+            ki.lease = tombstone ? 0 : kv.lease
         } else if !tombstone {
-            index.getOrInsert(k).restore(created: Revision(main: kv.createRevision), modified: revision, version: kv.version)
+            let ki = index.getOrInsert(k)
+            ki.restore(created: Revision(main: kv.createRevision), modified: revision, version: kv.version)
+            ki.lease = kv.lease
         }
     }
 
@@ -539,8 +542,7 @@ public final class KVStore: @unchecked Sendable {
             created = state.created.main
             version = state.version
         }
-        var previousLease: Int64 = 0
-        if options.leases, let state = ki?.get(atRev: rev) { previousLease = try fetch([state.modified])[0].lease }
+        let previousLease = ki?.get(atRev: rev) != nil ? ki!.lease : 0
         let revision = Revision(main: rev, sub: Int64(w.changes))
         var kv = Mvccpb_KeyValue()
         kv.key = Data(key)
@@ -551,9 +553,11 @@ public final class KVStore: @unchecked Sendable {
         kv.lease = lease
         let bytes = [UInt8](try! kv.serializedBytes() as [UInt8])
         let revisionKey = revision.bytes()
-        try batch(changes: 1) { tx throws(BackendError) in try tx.bucket(KVStore.keyBucket).put(revisionKey, bytes) }
+        try batch(changes: 1) { tx throws(BackendError) in try tx.bucket(KVStore.keyBucket).putSequential(revisionKey, bytes) }
         uncommitted[revisionKey] = bytes
-        (ki ?? index.getOrInsert(key)).put(revision)
+        let entry = ki ?? index.getOrInsert(key)
+        entry.put(revision)
+        entry.lease = lease
         attach(key, lease: lease, previous: previousLease)
         w.changes += 1
         if !watchers.isEmpty {
@@ -566,15 +570,16 @@ public final class KVStore: @unchecked Sendable {
 
     /// Writes one tombstone at the txn's next sub-revision.
     func deleteKey(_ key: [UInt8], _ w: inout WriteTxn) throws(MVCCError) {
-        if options.leases, let state = index.get(key)?.get(atRev: w.readRev) {
-            detach(key, lease: try fetch([state.modified])[0].lease)
+        if let ki = index.get(key), ki.get(atRev: w.readRev) != nil {
+            detach(key, lease: ki.lease)
+            ki.lease = 0
         }
         let revision = Revision(main: w.beginRev + 1, sub: Int64(w.changes))
         var kv = Mvccpb_KeyValue()
         kv.key = Data(key)
         let bytes = [UInt8](try! kv.serializedBytes() as [UInt8])
         let revisionKey = revision.bytes(tombstone: true)
-        try batch(changes: 1) { tx throws(BackendError) in try tx.bucket(KVStore.keyBucket).put(revisionKey, bytes) }
+        try batch(changes: 1) { tx throws(BackendError) in try tx.bucket(KVStore.keyBucket).putSequential(revisionKey, bytes) }
         uncommitted[revisionKey] = bytes
         index.get(key)?.tombstone(revision)
         w.changes += 1

@@ -14,6 +14,9 @@ public final class KeyIndex {
     public let key: [UInt8]
     /// The last revision that changed the key.
     private(set) var modified = Revision(main: 0)
+    /// The lease the key's live value is attached to (0: none), kept here as etcd's lessor keeps
+    /// its item map, so writes need not read the previous value to detach it.
+    var lease: Int64 = 0
     var generations: [Generation] = []
 
     init(key: [UInt8]) { self.key = key }

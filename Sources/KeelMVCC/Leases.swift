@@ -209,17 +209,9 @@ extension KVStore {
             }
             leases[l.id] = Lease(id: l.id, ttl: max(l.ttl, options.minLeaseTTL), remainingTTL: l.remainingTtl, expiry: nil)
         }
-        // Attach keys: the lease of each live key's latest value.
-        var live: [Revision] = []
-        var keys: [[UInt8]] = []
+        // Attach keys: the lease of each live key's latest value (kept in the index).
         index.all { ki in
-            if let state = ki.get(atRev: current) {
-                live.append(state.modified)
-                keys.append(ki.key)
-            }
-        }
-        for (key, kv) in zip(keys, try fetch(live)) where kv.lease != 0 {
-            leases[kv.lease]?.keys.insert(key)
+            if ki.lease != 0, ki.get(atRev: current) != nil { leases[ki.lease]?.keys.insert(ki.key) }
         }
     }
 

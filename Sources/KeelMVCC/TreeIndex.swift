@@ -13,39 +13,62 @@ final class TreeIndex {
 
     private final class Chunk {
         var keys: [[UInt8]] = []
+        /// The first 8 bytes of each key, big-endian and zero-padded: most comparisons end here
+        /// without touching the key arrays (order-consistent: see `prefix`).
+        var prefixes: [UInt64] = []
         var items: [KeyIndex] = []
+    }
+
+    /// The first 8 bytes of `key` as a big-endian number, zero-padded. When two keys' prefixes
+    /// differ, they order the keys as a byte-wise comparison does.
+    @inline(__always)
+    static func prefix(_ key: [UInt8]) -> UInt64 {
+        var p: UInt64 = 0
+        let n = min(key.count, 8)
+        key.withUnsafeBufferPointer { b in
+            for i in 0..<n { p |= UInt64(b[i]) << (56 - 8 * UInt64(i)) }
+        }
+        return p
     }
 
     private var chunks: [Chunk] = []
     private(set) var count = 0
 
     /// The chunk that holds `key`, or would: the last chunk whose first key ≤ key (else the first).
-    private func chunkIndex(for key: [UInt8]) -> Int {
+    private func chunkIndex(for key: [UInt8], _ p: UInt64) -> Int {
         var lo = 0
         var hi = chunks.count
         while lo < hi {
             let mid = (lo + hi) / 2
-            if compareBytes(chunks[mid].keys[0], key) <= 0 { lo = mid + 1 } else { hi = mid }
+            let c = chunks[mid]
+            let q = c.prefixes[0]
+            let order = q != p ? (q < p ? -1 : 1) : compareBytes(c.keys[0], key)
+            if order <= 0 { lo = mid + 1 } else { hi = mid }
         }
         return max(lo - 1, 0)
     }
 
     /// Index of the first key ≥ `key` within a chunk.
-    private func lowerBound(_ keys: [[UInt8]], _ key: [UInt8]) -> Int {
+    private func lowerBound(_ chunk: Chunk, _ key: [UInt8], _ p: UInt64) -> Int {
         var lo = 0
-        var hi = keys.count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if compareBytes(keys[mid], key) < 0 { lo = mid + 1 } else { hi = mid }
+        var hi = chunk.keys.count
+        chunk.prefixes.withUnsafeBufferPointer { prefixes in
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                let q = prefixes[mid]
+                let less = q != p ? q < p : compareBytes(chunk.keys[mid], key) < 0
+                if less { lo = mid + 1 } else { hi = mid }
+            }
         }
         return lo
     }
 
     func get(_ key: [UInt8]) -> KeyIndex? {
         guard !chunks.isEmpty else { return nil }
-        let chunk = chunks[chunkIndex(for: key)]
-        let i = lowerBound(chunk.keys, key)
-        return i < chunk.keys.count && chunk.keys[i] == key ? chunk.items[i] : nil
+        let p = TreeIndex.prefix(key)
+        let chunk = chunks[chunkIndex(for: key, p)]
+        let i = lowerBound(chunk, key, p)
+        return i < chunk.keys.count && chunk.prefixes[i] == p && chunk.keys[i] == key ? chunk.items[i] : nil
     }
 
     /// The index entry for `key`, created when missing.
@@ -55,25 +78,30 @@ final class TreeIndex {
             let chunk = Chunk()
             let item = KeyIndex(key: key)
             chunk.keys = [key]
+            chunk.prefixes = [TreeIndex.prefix(key)]
             chunk.items = [item]
             chunks.append(chunk)
             count = 1
             return item
         }
-        let ci = chunkIndex(for: key)
+        let p = TreeIndex.prefix(key)
+        let ci = chunkIndex(for: key, p)
         let chunk = chunks[ci]
-        let i = lowerBound(chunk.keys, key)
-        if i < chunk.keys.count && chunk.keys[i] == key { return chunk.items[i] }
+        let i = lowerBound(chunk, key, p)
+        if i < chunk.keys.count && chunk.prefixes[i] == p && chunk.keys[i] == key { return chunk.items[i] }
         let item = KeyIndex(key: key)
         chunk.keys.insert(key, at: i)
+        chunk.prefixes.insert(p, at: i)
         chunk.items.insert(item, at: i)
         count += 1
         if chunk.keys.count > TreeIndex.chunkCapacity {
             let half = chunk.keys.count / 2
             let right = Chunk()
             right.keys = Array(chunk.keys[half...])
+            right.prefixes = Array(chunk.prefixes[half...])
             right.items = Array(chunk.items[half...])
             chunk.keys.removeSubrange(half...)
+            chunk.prefixes.removeSubrange(half...)
             chunk.items.removeSubrange(half...)
             chunks.insert(right, at: ci + 1)
         }
@@ -82,11 +110,13 @@ final class TreeIndex {
 
     func remove(_ key: [UInt8]) {
         guard !chunks.isEmpty else { return }
-        let ci = chunkIndex(for: key)
+        let p = TreeIndex.prefix(key)
+        let ci = chunkIndex(for: key, p)
         let chunk = chunks[ci]
-        let i = lowerBound(chunk.keys, key)
+        let i = lowerBound(chunk, key, p)
         guard i < chunk.keys.count && chunk.keys[i] == key else { return }
         chunk.keys.remove(at: i)
+        chunk.prefixes.remove(at: i)
         chunk.items.remove(at: i)
         count -= 1
         if chunk.keys.isEmpty { chunks.remove(at: ci) }
@@ -96,8 +126,9 @@ final class TreeIndex {
     /// bound) until it returns false.
     func forEach(from start: [UInt8], to end: [UInt8]?, _ body: (KeyIndex) -> Bool) {
         guard !chunks.isEmpty else { return }
-        var ci = chunkIndex(for: start)
-        var i = lowerBound(chunks[ci].keys, start)
+        let p = TreeIndex.prefix(start)
+        var ci = chunkIndex(for: start, p)
+        var i = lowerBound(chunks[ci], start, p)
         while ci < chunks.count {
             let chunk = chunks[ci]
             while i < chunk.keys.count {

@@ -158,4 +158,25 @@ final class KVStoreTests: XCTestCase {
         XCTAssertEqual(revision, 2)
         XCTAssertEqual(kvs.map(\.value), [Data("1".utf8)])
     }
+
+    /// etcd's Hash RPC: the backend hash without meta/consistent_index, so members that applied
+    /// the same changes at different raft indexes agree.
+    func testHashSkipsTheConsistentIndex() throws {
+        let dirA = try temporaryDirectory(self)
+        let dirB = try temporaryDirectory(self)
+        let (a, ba) = try store(dirA)
+        let (b, bb) = try store(dirB)
+        for i in 0..<20 {
+            _ = try put(a, "k\(i)", "v", index: UInt64(i + 1))
+            _ = try put(b, "k\(i)", "v", index: UInt64(i + 100))
+        }
+        XCTAssertEqual(try a.hash(), try b.hash())
+        let read = try ba.beginRead()
+        XCTAssertNotEqual(try backendHash(read), try a.hash(), "the full hash covers consistent_index")
+        read.end()
+        try a.close()
+        try b.close()
+        try ba.close()
+        try bb.close()
+    }
 }
