@@ -28,6 +28,7 @@ public final class BatchedWriter: @unchecked Sendable {
         /// The highest batch number committed, and the batches lost (one per `reset()`).
         var lastCommitted: UInt64 = 0
         var aborted: Set<UInt64> = []
+        var beforeCommit: ((any BackendWriteTx) throws(BackendError) -> Void)?
     }
     private let state = Locked(State())
 
@@ -102,6 +103,12 @@ public final class BatchedWriter: @unchecked Sendable {
         }
     }
 
+    /// Runs `hook` inside the batch transaction right before each commit (etcd 3.5's pre-commit
+    /// hook: the owner writes what must land in the same transaction, such as the applied index).
+    public func setBeforeCommit(_ hook: @escaping (any BackendWriteTx) throws(BackendError) -> Void) {
+        state.withLock { $0.beforeCommit = hook }
+    }
+
     /// Rolls back the open batch on purpose (its owner found it cannot be committed) and
     /// refuses calls until `reset()`, as after a failed write.
     public func abort(because cause: String) {
@@ -111,6 +118,7 @@ public final class BatchedWriter: @unchecked Sendable {
     private func commitLocked(_ s: inout State) throws(BackendError) {
         guard let tx = s.tx else { return }
         do throws(BackendError) {
+            try s.beforeCommit?(tx)
             try tx.commit()
         } catch {
             s.tx = nil

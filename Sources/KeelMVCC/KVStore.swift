@@ -67,6 +67,10 @@ public final class KVStore: @unchecked Sendable {
     private var uncommitted: [[UInt8]: [UInt8]] = [:]
     private var commitsSeen = 0
     var failure: String?
+    /// The applied index waiting for the next commit.
+    var pendingConsistentIndex: UInt64?
+    /// The open batch's `key` bucket (the transaction is held so its identity stays unique).
+    var cachedKeyBucket: (tx: AnyObject, bucket: any BackendBucket)?
     /// Leases by ID (when `options.leases`).
     var leases: [Int64: Lease] = [:]
     /// Whether leases expire here.
@@ -92,6 +96,14 @@ public final class KVStore: @unchecked Sendable {
         self.backend = backend
         self.options = options
         writer = BatchedWriter(backend: backend, batchLimit: options.batchLimit, intervalSeconds: options.batchInterval)
+        // The applied index goes into each batch right before it commits (always under `lock`:
+        // every call into the writer is made holding it).
+        writer.setBeforeCommit { [unowned self] tx throws(BackendError) in
+            if let index = self.pendingConsistentIndex {
+                try tx.bucket(KVStore.metaBucket).put(KVStore.consistentIndexKey, bigEndianBytes(index))
+                self.pendingConsistentIndex = nil
+            }
+        }
         try restore()
     }
 
@@ -394,6 +406,7 @@ public final class KVStore: @unchecked Sendable {
                     // state no request produced.
                     failure = "a write failed after \(w.changes) of its changes were applied (\(error)); reopen the store"
                     writer.abort(because: failure!)
+                    cachedKeyBucket = nil
                 }
                 throw error
             }
@@ -411,10 +424,23 @@ public final class KVStore: @unchecked Sendable {
     /// Stores the applied raft index in `meta` in the open batch (0: nothing to record).
     func saveConsistentIndex(_ raftIndex: UInt64) throws(MVCCError) {
         guard raftIndex > 0 else { return }
-        try batch(changes: 0) { tx throws(BackendError) in
-            try tx.bucket(KVStore.metaBucket).put(KVStore.consistentIndexKey, bigEndianBytes(raftIndex))
-        }
+        // Written into the batch by the pre-commit hook: the last index applied lands in the same
+        // transaction as the changes it covers, once per commit instead of once per write.
+        pendingConsistentIndex = raftIndex
         appliedIndex = raftIndex
+        if writer.counters.pending == 0 {
+            // Nothing else is staged (a lease or auth change counted no change yet): make sure a
+            // batch is open so the hook runs at the next commit.
+            try batch(changes: 0) { _ throws(BackendError) in }
+        }
+    }
+
+    /// The `key` bucket of the open batch, looked up once per batch.
+    func keyBucket(_ tx: any BackendWriteTx) throws(BackendError) -> any BackendBucket {
+        if let cached = cachedKeyBucket, cached.tx === tx { return cached.bucket }
+        let bucket = try tx.bucket(KVStore.keyBucket)
+        cachedKeyBucket = (tx, bucket)
+        return bucket
     }
 
     private func applyPut(_ p: Etcdserverpb_PutRequest, _ w: inout WriteTxn) throws(MVCCError) -> Etcdserverpb_PutResponse {
@@ -553,7 +579,7 @@ public final class KVStore: @unchecked Sendable {
         kv.lease = lease
         let bytes = [UInt8](try! kv.serializedBytes() as [UInt8])
         let revisionKey = revision.bytes()
-        try batch(changes: 1) { tx throws(BackendError) in try tx.bucket(KVStore.keyBucket).putSequential(revisionKey, bytes) }
+        try batch(changes: 1) { tx throws(BackendError) in try keyBucket(tx).putSequential(revisionKey, bytes) }
         uncommitted[revisionKey] = bytes
         let entry = ki ?? index.getOrInsert(key)
         entry.put(revision)
@@ -579,7 +605,7 @@ public final class KVStore: @unchecked Sendable {
         kv.key = Data(key)
         let bytes = [UInt8](try! kv.serializedBytes() as [UInt8])
         let revisionKey = revision.bytes(tombstone: true)
-        try batch(changes: 1) { tx throws(BackendError) in try tx.bucket(KVStore.keyBucket).putSequential(revisionKey, bytes) }
+        try batch(changes: 1) { tx throws(BackendError) in try keyBucket(tx).putSequential(revisionKey, bytes) }
         uncommitted[revisionKey] = bytes
         index.get(key)?.tombstone(revision)
         w.changes += 1
@@ -749,6 +775,7 @@ public final class KVStore: @unchecked Sendable {
             try body()
         } catch {
             failure = "the backend lost a batch (\(error)); reopen the store to recover from the backend and the WAL"
+            cachedKeyBucket = nil
             throw MVCCError.backend(error.description)
         }
         let commits = writer.counters.commits
@@ -756,6 +783,7 @@ public final class KVStore: @unchecked Sendable {
             commitsSeen = commits
             uncommitted.removeAll(keepingCapacity: true)
             authPending.removeAll()
+            cachedKeyBucket = nil
         }
     }
 

@@ -77,6 +77,7 @@ extension KVStore {
             } catch {
                 failure = "revoking lease \(id) failed halfway (\(error)); reopen the store"
                 writer.abort(because: failure!)
+                cachedKeyBucket = nil
                 throw error
             }
             leases[id] = nil
