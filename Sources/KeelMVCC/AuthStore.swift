@@ -403,37 +403,25 @@ extension KVStore {
     /// etcd's `CheckTxnAuth`: read permission for every compare, and for each op of both
     /// branches (nested txns included) what it needs (a delete with prev_kv reads too).
     public func checkTxnPermission(_ info: AuthInfo?, _ t: Etcdserverpb_TxnRequest) throws(MVCCError) {
-        try withLock { () throws(MVCCError) in
-            for c in t.compare { try checkPermissionLocked(info, key: [UInt8](c.key), rangeEnd: [UInt8](c.rangeEnd), write: false) }
-            func ops(_ list: [Etcdserverpb_RequestOp]) throws(MVCCError) {
-                for op in list {
-                    switch op.request {
-                    case let .requestRange(r)?: try checkPermissionLocked(info, key: [UInt8](r.key), rangeEnd: [UInt8](r.rangeEnd), write: false)
-                    case let .requestPut(p)?:
-                        try checkPermissionLocked(info, key: [UInt8](p.key), rangeEnd: [], write: true)
-                        if p.prevKv { try checkPermissionLocked(info, key: [UInt8](p.key), rangeEnd: [], write: false) }
-                    case let .requestDeleteRange(d)?:
-                        try checkPermissionLocked(info, key: [UInt8](d.key), rangeEnd: [UInt8](d.rangeEnd), write: true)
-                        if d.prevKv { try checkPermissionLocked(info, key: [UInt8](d.key), rangeEnd: [UInt8](d.rangeEnd), write: false) }
-                    case let .requestTxn(inner)?: try checkTxnPermissionLocked(info, inner)
-                    case nil: break
-                    }
-                }
-            }
-            try ops(t.success)
-            try ops(t.failure)
-        }
+        try withLock { () throws(MVCCError) in try checkTxnPermissionLocked(info, t) }
     }
 
     private func checkTxnPermissionLocked(_ info: AuthInfo?, _ t: Etcdserverpb_TxnRequest) throws(MVCCError) {
         for c in t.compare { try checkPermissionLocked(info, key: [UInt8](c.key), rangeEnd: [UInt8](c.rangeEnd), write: false) }
         for op in t.success + t.failure {
             switch op.request {
-            case let .requestRange(r)?: try checkPermissionLocked(info, key: [UInt8](r.key), rangeEnd: [UInt8](r.rangeEnd), write: false)
-            case let .requestPut(p)?: try checkPermissionLocked(info, key: [UInt8](p.key), rangeEnd: [], write: true)
-            case let .requestDeleteRange(d)?: try checkPermissionLocked(info, key: [UInt8](d.key), rangeEnd: [UInt8](d.rangeEnd), write: true)
-            case let .requestTxn(inner)?: try checkTxnPermissionLocked(info, inner)
-            case nil: break
+            case let .requestRange(r)?:
+                try checkPermissionLocked(info, key: [UInt8](r.key), rangeEnd: [UInt8](r.rangeEnd), write: false)
+            case let .requestPut(p)?:
+                try checkPermissionLocked(info, key: [UInt8](p.key), rangeEnd: [], write: true)
+                if p.prevKv { try checkPermissionLocked(info, key: [UInt8](p.key), rangeEnd: [], write: false) }
+            case let .requestDeleteRange(d)?:
+                try checkPermissionLocked(info, key: [UInt8](d.key), rangeEnd: [UInt8](d.rangeEnd), write: true)
+                if d.prevKv { try checkPermissionLocked(info, key: [UInt8](d.key), rangeEnd: [UInt8](d.rangeEnd), write: false) }
+            case let .requestTxn(inner)?:
+                try checkTxnPermissionLocked(info, inner)
+            case nil:
+                break
             }
         }
     }

@@ -32,18 +32,21 @@ final class TreeIndex {
     }
 
     private var chunks: [Chunk] = []
+    /// Each chunk's first key prefix, so finding a chunk rarely touches a chunk.
+    private var firstPrefixes: [UInt64] = []
     private(set) var count = 0
 
     /// The chunk that holds `key`, or would: the last chunk whose first key ≤ key (else the first).
     private func chunkIndex(for key: [UInt8], _ p: UInt64) -> Int {
         var lo = 0
         var hi = chunks.count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            let c = chunks[mid]
-            let q = c.prefixes[0]
-            let order = q != p ? (q < p ? -1 : 1) : compareBytes(c.keys[0], key)
-            if order <= 0 { lo = mid + 1 } else { hi = mid }
+        firstPrefixes.withUnsafeBufferPointer { firsts in
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                let q = firsts[mid]
+                let notAfter = q != p ? q < p : compareBytes(chunks[mid].keys[0], key) <= 0
+                if notAfter { lo = mid + 1 } else { hi = mid }
+            }
         }
         return max(lo - 1, 0)
     }
@@ -81,6 +84,7 @@ final class TreeIndex {
             chunk.prefixes = [TreeIndex.prefix(key)]
             chunk.items = [item]
             chunks.append(chunk)
+            firstPrefixes.append(chunk.prefixes[0])
             count = 1
             return item
         }
@@ -94,6 +98,7 @@ final class TreeIndex {
         chunk.prefixes.insert(p, at: i)
         chunk.items.insert(item, at: i)
         count += 1
+        if i == 0 { firstPrefixes[ci] = p }
         if chunk.keys.count > TreeIndex.chunkCapacity {
             let half = chunk.keys.count / 2
             let right = Chunk()
@@ -104,6 +109,7 @@ final class TreeIndex {
             chunk.prefixes.removeSubrange(half...)
             chunk.items.removeSubrange(half...)
             chunks.insert(right, at: ci + 1)
+            firstPrefixes.insert(right.prefixes[0], at: ci + 1)
         }
         return item
     }
@@ -119,7 +125,12 @@ final class TreeIndex {
         chunk.prefixes.remove(at: i)
         chunk.items.remove(at: i)
         count -= 1
-        if chunk.keys.isEmpty { chunks.remove(at: ci) }
+        if chunk.keys.isEmpty {
+            chunks.remove(at: ci)
+            firstPrefixes.remove(at: ci)
+        } else if i == 0 {
+            firstPrefixes[ci] = chunk.prefixes[0]
+        }
     }
 
     /// Calls `body` for each entry with key in `[start, end)` in order (`end` nil: no upper
