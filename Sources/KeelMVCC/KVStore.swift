@@ -75,6 +75,8 @@ public final class KVStore: @unchecked Sendable {
     var leases: [Int64: Lease] = [:]
     /// Whether leases expire here.
     var primary = false
+    /// IDs for grants that ask for 0.
+    lazy var leaseIDGenerator = LeaseIDGenerator(memberID: options.memberID)
     /// Active alarms (the `alarm` bucket).
     var alarms: [Etcdserverpb_AlarmMember] = []
     /// Every watcher, and which of them are synced (notified as writes happen).

@@ -43,12 +43,16 @@ extension KVStore {
     /// etcd's maximum lease TTL in seconds.
     public static let maxLeaseTTL: Int64 = 9_000_000_000
 
-    /// etcd's LeaseGrant: `id` must be non-zero (the server picks one as etcd does, see
-    /// `LeaseIDGenerator`); a TTL below `minLeaseTTL` is raised. Persisted in `lease` in the
-    /// batch with `index`.
-    public func grantLease(id: Int64, ttl: Int64, index raftIndex: UInt64 = 0) throws(MVCCError) -> (id: Int64, ttl: Int64) {
+    /// etcd's LeaseGrant: an `id` of 0 gets one from etcd's generator (`LeaseIDGenerator` with
+    /// `options.memberID`); a TTL below `minLeaseTTL` is raised. Persisted in `lease` in the
+    /// batch with `index`. A replicated server picks the ID before proposing (as etcd does), so
+    /// every member applies the same one.
+    public func grantLease(id requested: Int64, ttl: Int64, index raftIndex: UInt64 = 0) throws(MVCCError) -> (id: Int64, ttl: Int64) {
         try withLockedLeases { () throws(MVCCError) in
-            if id == 0 { throw MVCCError.leaseNotFound }
+            var id = requested
+            if id == 0 {
+                repeat { id = leaseIDGenerator.next() } while leases[id] != nil
+            }
             if ttl > KVStore.maxLeaseTTL { throw MVCCError.leaseTTLTooLarge }
             if leases[id] != nil { throw MVCCError.leaseExists }
             try checkSpace(cost: KVStore.leaseOverhead)

@@ -47,6 +47,9 @@ final class LeaseTests: XCTestCase {
         XCTAssertThrowsError(try s.grantLease(id: 7, ttl: 10)) { XCTAssertEqual("\($0)", "lease already exists") }
         XCTAssertThrowsError(try s.grantLease(id: 8, ttl: KVStore.maxLeaseTTL + 1)) { XCTAssertEqual("\($0)", "too large lease TTL") }
         _ = try s.grantLease(id: 9, ttl: 60)
+        let picked = try s.grantLease(id: 0, ttl: 30).id
+        XCTAssertGreaterThan(picked, 0, "ID 0: the store picks one, etcd's way")
+        _ = try s.revokeLease(id: picked)
         XCTAssertThrowsError(try put(s, "x", lease: 99)) { XCTAssertEqual("\($0)", "requested lease not found") }
         _ = try put(s, "a", lease: 7)
         _ = try put(s, "b", lease: 7)
