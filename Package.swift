@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "KeelProto", targets: ["KeelProto"]),
         .library(name: "KeelWAL", targets: ["KeelWAL"]),
         .library(name: "KeelMVCC", targets: ["KeelMVCC"]),
+        .library(name: "KeelRaft", targets: ["KeelRaft"]),
         .executable(name: "keelutl", targets: ["keelutl"]),
     ],
     dependencies: [
@@ -41,6 +42,8 @@ let package = Package(
         // etcd's revision-keyed store on a Backend, in etcd's schema. No Raft, no gRPC.
         .target(name: "KeelMVCC", dependencies: ["KeelBackend", "KeelProto", "KeelIO",
                                                  .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        // Raft as a pure state machine (no clocks, threads, sockets or files).
+        .target(name: "KeelRaft"),
         // The fdatasync latency profiler.
         .target(name: "KeelDiskProfiler", dependencies: ["KeelIO"]),
         // Offline inspection behind `keelutl` (bbolt files, etcd schema, WAL and snap files).
@@ -63,6 +66,7 @@ let package = Package(
         .testTarget(name: "KeelBoltTests", dependencies: ["KeelBolt", "KeelIO", "KeelTestSupport"]),
         .testTarget(name: "KeelWALTests", dependencies: ["KeelWAL", "KeelProto", "KeelIO", "KeelDiskProfiler", "KeelTestSupport"]),
         .testTarget(name: "KeelInspectTests", dependencies: ["KeelInspect", "KeelBolt", "KeelIO", "KeelTestSupport", "KeelFuzz"]),
+        .testTarget(name: "KeelRaftTests", dependencies: ["KeelRaft", "KeelIO", "KeelTestSupport"]),
         .testTarget(name: "KeelMVCCTests", dependencies: ["KeelMVCC", "KeelBackend", "KeelBolt", "KeelLMDB", "KeelProto", "KeelIO", "KeelTestSupport"]),
         .testTarget(name: "KeelBackendTests", dependencies: ["KeelBackend", "KeelBench", "KeelBolt", "KeelLMDB", "KeelIO", "KeelTestSupport"]),
     ],

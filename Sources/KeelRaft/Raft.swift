@@ -1,0 +1,374 @@
+/// How a node is set up (etcd's `raft.Config`, the parts built so far).
+public struct RaftConfig: Sendable {
+    public var id: UInt64
+    /// Ticks without hearing from a leader before campaigning (randomised in [t, 2t)).
+    public var electionTicks = 10
+    public var heartbeatTicks = 1
+    /// Bytes of entries per append message (etcd: 1 MiB).
+    public var maxSizePerMessage = 1 << 20
+    /// Appends in flight per follower in replicate state (etcd: 512).
+    public var maxInflightMessages = 512
+    /// The last applied index when restarting.
+    public var applied: UInt64 = 0
+    /// Seeds the randomised election timeout (deterministic tests).
+    public var seed: UInt64
+
+    public init(id: UInt64, seed: UInt64 = 0) {
+        self.id = id
+        self.seed = seed == 0 ? id &* 0x9E37_79B9_7F4A_7C15 : seed
+    }
+}
+
+/// Raft as a deterministic state machine: no clocks, threads, sockets or files. The caller
+/// ticks it, steps messages into it, and collects the work it asks for through `RawNode`.
+///
+/// Built so far: elections (randomised timeouts, votes persisted before replies), log
+/// replication with probe/replicate flow control and fast back-off on rejection, heartbeats
+/// carrying min(match, commit), commitment of current-term entries by counting (§5.4.2), an
+/// empty entry on becoming leader, proposal forwarding and dropping. Not yet: pre-vote,
+/// check-quorum, leader transfer, ReadIndex, membership changes, snapshots.
+final class Raft {
+    let id: UInt64
+    let config: RaftConfig
+    var term: UInt64 = 0
+    var vote: UInt64 = 0
+    var lead: UInt64 = 0
+    var role = RaftRole.follower
+    let log: RaftLog
+    var voters: [UInt64]
+    var progress: [UInt64: Progress] = [:]
+    var votes: [UInt64: Bool] = [:]
+    var messages: [RaftMessage] = []
+    var electionElapsed = 0
+    var heartbeatElapsed = 0
+    var randomizedElectionTimeout = 0
+    private var rng: UInt64
+
+    init(config: RaftConfig, storage: any RaftStorage) {
+        id = config.id
+        self.config = config
+        rng = config.seed
+        log = RaftLog(storage: storage, maxSizePerMessage: config.maxSizePerMessage)
+        let (hs, voters) = storage.initialState()
+        self.voters = voters.sorted()
+        if !hs.isEmpty {
+            term = hs.term
+            vote = hs.vote
+            log.commit(to: hs.commit)
+        }
+        if config.applied > 0 { log.applied(to: config.applied) }
+        becomeFollower(term: term, lead: 0)
+    }
+
+    var hardState: RaftHardState { RaftHardState(term: term, vote: vote, commit: log.committed) }
+    var quorum: Int { voters.count / 2 + 1 }
+    var isPromotable: Bool { voters.contains(id) }
+
+    // MARK: Roles
+
+    private func nextRandom() -> UInt64 {
+        rng &+= 0x9E37_79B9_7F4A_7C15
+        var z = rng
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    private func reset(term newTerm: UInt64) {
+        if term != newTerm {
+            term = newTerm
+            vote = 0
+        }
+        lead = 0
+        electionElapsed = 0
+        heartbeatElapsed = 0
+        randomizedElectionTimeout = config.electionTicks + Int(nextRandom() % UInt64(config.electionTicks))
+        votes = [:]
+        progress = [:]
+        for v in voters {
+            var p = Progress(next: log.lastIndex + 1)
+            if v == id { p.match = log.lastIndex }
+            progress[v] = p
+        }
+    }
+
+    func becomeFollower(term: UInt64, lead: UInt64) {
+        reset(term: term)
+        self.lead = lead
+        role = .follower
+    }
+
+    func becomeCandidate() {
+        precondition(role != .leader, "a leader cannot become a candidate directly")
+        reset(term: term + 1)
+        vote = id
+        role = .candidate
+    }
+
+    func becomeLeader() {
+        precondition(role != .follower, "a follower cannot become leader directly")
+        reset(term: term)
+        lead = id
+        role = .leader
+        // An empty entry of the new term, so entries of earlier terms get committed (§5.4.2).
+        appendEntries([RaftEntry(term: term, index: 0)])
+    }
+
+    // MARK: Ticks
+
+    func tick() {
+        switch role {
+        case .leader:
+            heartbeatElapsed += 1
+            electionElapsed += 1
+            if electionElapsed >= config.electionTicks { electionElapsed = 0 }
+            if heartbeatElapsed >= config.heartbeatTicks {
+                heartbeatElapsed = 0
+                try? step(RaftMessage(type: .beat, from: id))
+            }
+        case .follower, .candidate:
+            electionElapsed += 1
+            if isPromotable && electionElapsed >= randomizedElectionTimeout {
+                electionElapsed = 0
+                try? step(RaftMessage(type: .hup, from: id))
+            }
+        }
+    }
+
+    // MARK: Messages
+
+    private func send(_ m: RaftMessage) {
+        var m = m
+        m.from = id
+        if m.type != .prop { m.term = term }
+        messages.append(m)
+    }
+
+    func campaign() {
+        becomeCandidate()
+        votes[id] = true
+        if votes.values.filter({ $0 }).count >= quorum {
+            becomeLeader()
+            return
+        }
+        for v in voters where v != id {
+            var m = RaftMessage(type: .vote, to: v)
+            m.index = log.lastIndex
+            m.logTerm = log.lastTerm
+            send(m)
+        }
+    }
+
+    /// Handles one message. Throws `.proposalDropped` for a proposal with no leader to take it.
+    func step(_ m: RaftMessage) throws(RaftError) {
+        // Term bookkeeping (§5.1).
+        if m.term > term && !m.type.isLocal && m.type != .prop {
+            if m.type == .app || m.type == .heartbeat || m.type == .snap {
+                becomeFollower(term: m.term, lead: m.from)
+            } else {
+                becomeFollower(term: m.term, lead: 0)
+            }
+        } else if m.term < term && !m.type.isLocal && m.type != .prop {
+            // A stale message: a leader of an old term learns the current term from the answer.
+            if m.type == .app || m.type == .heartbeat {
+                send(RaftMessage(type: .appResp, to: m.from))
+            }
+            return
+        }
+        switch m.type {
+        case .hup:
+            if role != .leader { campaign() }
+            return
+        case .vote:
+            let canVote = vote == m.from || (vote == 0 && lead == 0)
+            var response = RaftMessage(type: .voteResp, to: m.from)
+            if canVote && log.isUpToDate(index: m.index, term: m.logTerm) {
+                electionElapsed = 0
+                vote = m.from
+            } else {
+                response.reject = true
+            }
+            send(response)
+            return
+        default:
+            break
+        }
+        switch role {
+        case .leader: try stepLeader(m)
+        case .candidate: try stepCandidate(m)
+        case .follower: try stepFollower(m)
+        }
+    }
+
+    private func stepLeader(_ m: RaftMessage) throws(RaftError) {
+        switch m.type {
+        case .beat:
+            for v in voters where v != id { sendHeartbeat(to: v) }
+        case .prop:
+            if m.entries.isEmpty { throw RaftError.corrupt("empty proposal") }
+            appendEntries(m.entries)
+            broadcastAppend()
+        case .appResp:
+            guard var p = progress[m.from] else { return }
+            if m.reject {
+                if p.maybeDecrease(rejected: m.index, hint: m.rejectHint) {
+                    if p.state == .replicate { p.becomeProbe() }
+                    progress[m.from] = p
+                    sendAppend(to: m.from)
+                }
+                return
+            }
+            let paused = p.isPaused(maxInflight: config.maxInflightMessages)
+            if p.maybeUpdate(m.index) {
+                if p.state == .probe { p.becomeReplicate() } else if p.inflight > 0 { p.inflight -= 1 }
+                progress[m.from] = p
+                if maybeCommit() {
+                    broadcastAppend()
+                } else if paused || p.next <= log.lastIndex {
+                    sendAppend(to: m.from)
+                }
+            } else {
+                progress[m.from] = p
+            }
+        case .heartbeatResp:
+            guard var p = progress[m.from] else { return }
+            p.probeSent = false
+            if p.state == .replicate && p.inflight >= config.maxInflightMessages { p.inflight = max(p.inflight - 1, 0) }
+            progress[m.from] = p
+            if p.match < log.lastIndex { sendAppend(to: m.from) }
+        case .voteResp:
+            break
+        default:
+            break
+        }
+    }
+
+    private func stepCandidate(_ m: RaftMessage) throws(RaftError) {
+        switch m.type {
+        case .prop:
+            throw RaftError.proposalDropped
+        case .app:
+            becomeFollower(term: m.term, lead: m.from)
+            try handleAppend(m)
+        case .heartbeat:
+            becomeFollower(term: m.term, lead: m.from)
+            handleHeartbeat(m)
+        case .voteResp:
+            votes[m.from] = !m.reject
+            let granted = votes.values.filter { $0 }.count
+            let rejected = votes.count - granted
+            if granted >= quorum {
+                becomeLeader()
+                broadcastAppend()
+            } else if rejected >= quorum {
+                becomeFollower(term: term, lead: 0)
+            }
+        default:
+            break
+        }
+    }
+
+    private func stepFollower(_ m: RaftMessage) throws(RaftError) {
+        switch m.type {
+        case .prop:
+            guard lead != 0 else { throw RaftError.proposalDropped }
+            var forward = m
+            forward.to = lead
+            forward.from = id
+            messages.append(forward)
+        case .app:
+            electionElapsed = 0
+            lead = m.from
+            try handleAppend(m)
+        case .heartbeat:
+            electionElapsed = 0
+            lead = m.from
+            handleHeartbeat(m)
+        default:
+            break
+        }
+    }
+
+    // MARK: Replication
+
+    private func appendEntries(_ entries: [RaftEntry]) {
+        var last = log.lastIndex
+        let stamped = entries.map { e -> RaftEntry in
+            last += 1
+            return RaftEntry(term: term, index: last, type: e.type, data: e.data)
+        }
+        log.append(stamped)
+        // The leader counts its own entries at once (etcd does the same).
+        if var p = progress[id] {
+            _ = p.maybeUpdate(log.lastIndex)
+            progress[id] = p
+        }
+        _ = maybeCommit()
+    }
+
+    /// Commits the highest index a quorum has, if it is of the current term.
+    @discardableResult
+    private func maybeCommit() -> Bool {
+        let matches = voters.compactMap { progress[$0]?.match }.sorted(by: >)
+        guard matches.count >= quorum else { return false }
+        return log.maybeCommit(index: matches[quorum - 1], term: term)
+    }
+
+    private func broadcastAppend() {
+        for v in voters where v != id { sendAppend(to: v) }
+    }
+
+    private func sendAppend(to peer: UInt64) {
+        guard var p = progress[peer], !p.isPaused(maxInflight: config.maxInflightMessages) else { return }
+        guard let prevTerm = try? log.term(p.next - 1), let entries = try? log.entries(from: p.next) else {
+            // Needs a snapshot (compacted log): not built yet; probe again later.
+            return
+        }
+        var m = RaftMessage(type: .app, to: peer)
+        m.index = p.next - 1
+        m.logTerm = prevTerm
+        m.entries = entries
+        m.commit = log.committed
+        if let last = entries.last {
+            switch p.state {
+            case .replicate:
+                p.next = last.index + 1
+                p.inflight += 1
+            case .probe:
+                p.probeSent = true
+            }
+        } else if p.state == .probe {
+            p.probeSent = true
+        }
+        progress[peer] = p
+        send(m)
+    }
+
+    private func sendHeartbeat(to peer: UInt64) {
+        var m = RaftMessage(type: .heartbeat, to: peer)
+        m.commit = min(progress[peer]?.match ?? 0, log.committed)
+        send(m)
+    }
+
+    private func handleAppend(_ m: RaftMessage) throws(RaftError) {
+        var response = RaftMessage(type: .appResp, to: m.from)
+        if m.index < log.committed {
+            response.index = log.committed
+            send(response)
+            return
+        }
+        if let last = try log.maybeAppend(index: m.index, logTerm: m.logTerm, commit: m.commit, entries: m.entries) {
+            response.index = last
+        } else {
+            response.index = m.index
+            response.reject = true
+            response.rejectHint = log.lastIndex
+        }
+        send(response)
+    }
+
+    private func handleHeartbeat(_ m: RaftMessage) {
+        log.commit(to: m.commit)
+        send(RaftMessage(type: .heartbeatResp, to: m.from))
+    }
+}
