@@ -43,7 +43,7 @@ let package = Package(
         .target(name: "KeelMVCC", dependencies: ["KeelBackend", "KeelProto", "KeelIO",
                                                  .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         // Raft as a pure state machine (no clocks, threads, sockets or files).
-        .target(name: "KeelRaft"),
+        .target(name: "KeelRaft", dependencies: ["KeelProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         // The fdatasync latency profiler.
         .target(name: "KeelDiskProfiler", dependencies: ["KeelIO"]),
         // Offline inspection behind `keelutl` (bbolt files, etcd schema, WAL and snap files).
@@ -66,7 +66,7 @@ let package = Package(
         .testTarget(name: "KeelBoltTests", dependencies: ["KeelBolt", "KeelIO", "KeelTestSupport"]),
         .testTarget(name: "KeelWALTests", dependencies: ["KeelWAL", "KeelProto", "KeelIO", "KeelDiskProfiler", "KeelTestSupport"]),
         .testTarget(name: "KeelInspectTests", dependencies: ["KeelInspect", "KeelBolt", "KeelIO", "KeelTestSupport", "KeelFuzz"]),
-        .testTarget(name: "KeelRaftTests", dependencies: ["KeelRaft", "KeelIO", "KeelTestSupport"]),
+        .testTarget(name: "KeelRaftTests", dependencies: ["KeelRaft", "KeelProto", "KeelIO", "KeelTestSupport"]),
         .testTarget(name: "KeelMVCCTests", dependencies: ["KeelMVCC", "KeelBackend", "KeelBolt", "KeelLMDB", "KeelProto", "KeelIO", "KeelTestSupport"]),
         .testTarget(name: "KeelBackendTests", dependencies: ["KeelBackend", "KeelBench", "KeelBolt", "KeelLMDB", "KeelIO", "KeelTestSupport"]),
     ],

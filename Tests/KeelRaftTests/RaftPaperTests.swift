@@ -1,0 +1,181 @@
+import Foundation
+import KeelProto
+@testable import KeelRaft
+import XCTest
+
+/// The Raft paper's §5 rules, each pinned by a focused test (written in the spirit of etcd's
+/// raft_paper_test.go, not copied).
+final class RaftPaperTests: XCTestCase {
+    func node(_ id: UInt64, voters: [UInt64] = [1, 2, 3], log: [RaftEntry] = [], term: UInt64 = 0) throws -> (RawNode, MemoryStorage) {
+        let storage = MemoryStorage(voters: voters)
+        try storage.append(log)
+        storage.setHardState(RaftHardState(term: term))
+        var config = RaftConfig(id: id, seed: 42)
+        config.electionTicks = 10
+        let raw = RawNode(config: config, storage: storage)
+        storages[ObjectIdentifier(raw)] = storage
+        return (raw, storage)
+    }
+
+    /// Carries out the node's Ready as an owner must (persist, then hand back the messages).
+    func messages(_ n: RawNode) throws -> [RaftMessage] {
+        let r = try n.ready()
+        try storages[ObjectIdentifier(n)]?.append(r.entries)
+        if let hs = r.hardState { storages[ObjectIdentifier(n)]?.setHardState(hs) }
+        n.advance(r)
+        return r.messages
+    }
+
+    var storages: [ObjectIdentifier: MemoryStorage] = [:]
+
+    /// §5.1: a node that sees a higher term becomes a follower of that term.
+    func testHigherTermMakesFollower() throws {
+        let (n, _) = try node(1)
+        n.campaign()
+        XCTAssertEqual(n.status.role, .candidate)
+        var m = RaftMessage(type: .app, to: 1, from: 2, term: 5)
+        m.index = 0
+        try n.step(m)
+        XCTAssertEqual(n.status.role, .follower)
+        XCTAssertEqual(n.status.term, 5)
+        XCTAssertEqual(n.status.lead, 2)
+    }
+
+    /// §5.1: a message of a lower term is not acted on; the sender learns the term.
+    func testLowerTermIsIgnored() throws {
+        let (n, _) = try node(1, term: 4)
+        _ = try messages(n)
+        var m = RaftMessage(type: .app, to: 1, from: 2, term: 2)
+        m.entries = [RaftEntry(term: 2, index: 1)]
+        try n.step(m)
+        let out = try messages(n)
+        XCTAssertEqual(out.map(\.type), [.appResp])
+        XCTAssertEqual(out.first?.term, 4)
+        XCTAssertEqual(n.status.commit, 0)
+    }
+
+    /// §5.2: an election timeout starts an election: term + 1, vote for self, ask everyone.
+    func testElectionTimeoutStartsElection() throws {
+        let (n, _) = try node(1)
+        for _ in 0..<20 { n.tick() }
+        XCTAssertEqual(n.status.role, .candidate)
+        XCTAssertEqual(n.status.term, 1)
+        XCTAssertEqual(n.status.vote, 1)
+        let votes = try messages(n).filter { $0.type == .vote }
+        XCTAssertEqual(Set(votes.map(\.to)), [2, 3])
+    }
+
+    /// §5.2: a candidate with a quorum of votes becomes leader and appends an empty entry.
+    func testQuorumOfVotesElects() throws {
+        let (n, _) = try node(1, voters: [1, 2, 3, 4, 5])
+        n.campaign()
+        try n.step(RaftMessage(type: .voteResp, to: 1, from: 2, term: 1))
+        XCTAssertEqual(n.status.role, .candidate)
+        try n.step(RaftMessage(type: .voteResp, to: 1, from: 3, term: 1))
+        XCTAssertEqual(n.status.role, .leader)
+        let r = try n.ready()
+        XCTAssertEqual(r.entries, [RaftEntry(term: 1, index: 1)])
+    }
+
+    /// §5.2: a quorum of rejections sends the candidate back to follower.
+    func testQuorumOfRejectionsLoses() throws {
+        let (n, _) = try node(1)
+        n.campaign()
+        var reject = RaftMessage(type: .voteResp, to: 1, from: 2, term: 1)
+        reject.reject = true
+        try n.step(reject)
+        reject.from = 3
+        try n.step(reject)
+        XCTAssertEqual(n.status.role, .follower)
+    }
+
+    /// §5.2/§5.4.1: one vote per term, and only for a candidate whose log is at least as up to date.
+    func testVotingRules() throws {
+        let (n, _) = try node(1, log: [RaftEntry(term: 1, index: 1), RaftEntry(term: 2, index: 2)], term: 2)
+        func ask(_ from: UInt64, term: UInt64, index: UInt64, logTerm: UInt64) throws -> Bool {
+            var m = RaftMessage(type: .vote, to: 1, from: from, term: term)
+            m.index = index
+            m.logTerm = logTerm
+            try n.step(m)
+            return try messages(n).first { $0.type == .voteResp }.map { !$0.reject } ?? false
+        }
+        XCTAssertFalse(try ask(2, term: 3, index: 5, logTerm: 1), "older last term")
+        XCTAssertFalse(try ask(2, term: 3, index: 1, logTerm: 2), "same last term, shorter log")
+        XCTAssertTrue(try ask(2, term: 3, index: 2, logTerm: 2), "as up to date")
+        XCTAssertFalse(try ask(3, term: 3, index: 9, logTerm: 9), "already voted in term 3")
+        XCTAssertTrue(try ask(2, term: 3, index: 2, logTerm: 2), "the same candidate again")
+    }
+
+    /// §5.3: a follower rejects an append whose previous entry it lacks, and truncates a
+    /// conflicting suffix.
+    func testFollowerConsistencyCheck() throws {
+        let (n, _) = try node(2, log: [RaftEntry(term: 1, index: 1), RaftEntry(term: 1, index: 2), RaftEntry(term: 2, index: 3)], term: 2)
+        var m = RaftMessage(type: .app, to: 2, from: 1, term: 3)
+        m.index = 5
+        m.logTerm = 3
+        try n.step(m)
+        var out = try messages(n).first!
+        XCTAssertTrue(out.reject)
+        XCTAssertEqual(out.rejectHint, 3)
+        m.index = 2
+        m.logTerm = 1
+        m.entries = [RaftEntry(term: 3, index: 3, data: [7]), RaftEntry(term: 3, index: 4)]
+        try n.step(m)
+        let r = try n.ready()
+        out = r.messages.first!
+        XCTAssertFalse(out.reject)
+        XCTAssertEqual(out.index, 4)
+        XCTAssertEqual(r.entries.map(\.term), [3, 3], "entry 3 of term 2 replaced")
+    }
+
+    /// §5.4.2 (Figure 8): a leader does not commit an entry of an earlier term by counting
+    /// replicas; it commits it only together with an entry of its own term.
+    func testEntriesOfEarlierTermsAreNotCommittedByCounting() throws {
+        // Node 1 has entries of term 2 that no one else has, and becomes leader in term 4.
+        let (n, _) = try node(1, voters: [1, 2, 3], log: [RaftEntry(term: 1, index: 1), RaftEntry(term: 2, index: 2)], term: 3)
+        n.campaign()
+        try n.step(RaftMessage(type: .voteResp, to: 1, from: 2, term: 4))
+        XCTAssertEqual(n.status.role, .leader)
+        XCTAssertEqual(n.status.term, 4)
+        _ = try messages(n)
+        // Follower 2 acknowledges index 2 (the term-2 entry) but not the term-4 entry at 3.
+        var ack = RaftMessage(type: .appResp, to: 1, from: 2, term: 4)
+        ack.index = 2
+        try n.step(ack)
+        XCTAssertEqual(n.status.commit, 0, "index 2 is on a quorum but of term 2: not committed by counting")
+        ack.index = 3
+        try n.step(ack)
+        XCTAssertEqual(n.status.commit, 3, "the term-4 entry commits, and everything before it: \(n.status)")
+    }
+
+    /// Heartbeats carry min(match, commit) so a follower never commits past what it has.
+    func testHeartbeatCommitIsBoundedByMatch() throws {
+        let (n, _) = try node(1)
+        n.campaign()
+        try n.step(RaftMessage(type: .voteResp, to: 1, from: 2, term: 1))
+        try n.propose([1])
+        var ack = RaftMessage(type: .appResp, to: 1, from: 2, term: 1)
+        ack.index = 2
+        try n.step(ack)
+        XCTAssertEqual(n.status.commit, 2)
+        _ = try messages(n)
+        for _ in 0..<2 { n.tick() }
+        let beats = try messages(n).filter { $0.type == .heartbeat }
+        XCTAssertEqual(beats.first { $0.to == 2 }?.commit, 2)
+        XCTAssertEqual(beats.first { $0.to == 3 }?.commit, 0, "node 3 matched nothing yet")
+    }
+
+    /// Messages round-trip through etcd's raftpb, with etcd's field numbers.
+    func testRaftpbRoundTrip() throws {
+        var m = RaftMessage(type: .app, to: 2, from: 1, term: 3)
+        m.logTerm = 2
+        m.index = 7
+        m.commit = 6
+        m.entries = [RaftEntry(term: 3, index: 8, data: [1, 2]), RaftEntry(term: 3, index: 9, type: .confChange, data: [3])]
+        let bytes: [UInt8] = try m.proto.serializedBytes()
+        XCTAssertEqual(try RaftMessage(try Raftpb_Message(serializedBytes: bytes)), m)
+        let hs = RaftHardState(term: 5, vote: 2, commit: 9)
+        XCTAssertEqual(RaftHardState(hs.proto), hs)
+        XCTAssertThrowsError(try Raftpb_Message(serializedBytes: [0xFF, 0xFF, 0xFF] as [UInt8]), "garbage is a decode error, not a trap")
+    }
+}
