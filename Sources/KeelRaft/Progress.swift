@@ -10,6 +10,8 @@ struct Progress {
     var probeSent = false
     /// Appends in flight in replicate state.
     var inflight = 0
+    /// Heard from since the last check-quorum round.
+    var recentActive = false
 
     init(next: UInt64) { self.next = next }
 

@@ -12,6 +12,12 @@ public struct RaftConfig: Sendable {
     public var applied: UInt64 = 0
     /// Seeds the randomised election timeout (deterministic tests).
     public var seed: UInt64
+    /// Pre-vote (§9.6 of the Raft thesis): a node asks whether it could win before raising its
+    /// term, so a partitioned node does not disrupt the cluster when it returns. etcd 3.4: off.
+    public var preVote = false
+    /// Check-quorum: a leader steps down when it has not heard from a quorum within an election
+    /// timeout, and nodes that hear from a leader ignore vote requests for that long. etcd 3.4: on.
+    public var checkQuorum = true
 
     public init(id: UInt64, seed: UInt64 = 0) {
         self.id = id
@@ -105,6 +111,14 @@ final class Raft {
         role = .candidate
     }
 
+    func becomePreCandidate() {
+        precondition(role != .leader, "a leader cannot become a pre-candidate")
+        // The term and vote stay as they are; only the votes are counted.
+        votes = [:]
+        role = .preCandidate
+        lead = 0
+    }
+
     func becomeLeader() {
         precondition(role != .follower, "a follower cannot become leader directly")
         reset(term: term)
@@ -121,12 +135,15 @@ final class Raft {
         case .leader:
             heartbeatElapsed += 1
             electionElapsed += 1
-            if electionElapsed >= config.electionTicks { electionElapsed = 0 }
+            if electionElapsed >= config.electionTicks {
+                electionElapsed = 0
+                if config.checkQuorum { try? step(RaftMessage(type: .checkQuorum, from: id)) }
+            }
             if heartbeatElapsed >= config.heartbeatTicks {
                 heartbeatElapsed = 0
                 try? step(RaftMessage(type: .beat, from: id))
             }
-        case .follower, .candidate:
+        case .follower, .preCandidate, .candidate:
             electionElapsed += 1
             if isPromotable && electionElapsed >= randomizedElectionTimeout {
                 electionElapsed = 0
@@ -144,18 +161,31 @@ final class Raft {
         messages.append(m)
     }
 
-    func campaign() {
-        becomeCandidate()
+    /// Starts a pre-election (when pre-vote is on and `preElection`) or an election.
+    func campaign(preElection: Bool) {
+        let voteType: MessageType
+        let voteTerm: UInt64
+        if preElection {
+            becomePreCandidate()
+            voteType = .preVote
+            voteTerm = term + 1
+        } else {
+            becomeCandidate()
+            voteType = .vote
+            voteTerm = term
+        }
         votes[id] = true
         if votes.values.filter({ $0 }).count >= quorum {
-            becomeLeader()
+            if preElection { campaign(preElection: false) } else { becomeLeader() }
             return
         }
         for v in voters where v != id {
-            var m = RaftMessage(type: .vote, to: v)
+            var m = RaftMessage(type: voteType, to: v)
             m.index = log.lastIndex
             m.logTerm = log.lastTerm
-            send(m)
+            m.from = id
+            m.term = voteTerm
+            messages.append(m)
         }
     }
 
@@ -163,39 +193,58 @@ final class Raft {
     func step(_ m: RaftMessage) throws(RaftError) {
         // Term bookkeeping (§5.1).
         if m.term > term && !m.type.isLocal && m.type != .prop {
-            if m.type == .app || m.type == .heartbeat || m.type == .snap {
+            if m.type == .vote || m.type == .preVote {
+                // Check-quorum's lease: a node that heard from a leader within the election
+                // timeout ignores vote requests (a partitioned node's returning campaign).
+                let inLease = config.checkQuorum && lead != 0 && electionElapsed < config.electionTicks
+                if inLease { return }
+            }
+            if m.type == .preVote || (m.type == .preVoteResp && !m.reject) {
+                // Never change the term for a pre-vote, nor for a granted pre-vote response
+                // (its term is the one the pre-candidate would move to).
+            } else if m.type == .app || m.type == .heartbeat || m.type == .snap {
                 becomeFollower(term: m.term, lead: m.from)
             } else {
                 becomeFollower(term: m.term, lead: 0)
             }
         } else if m.term < term && !m.type.isLocal && m.type != .prop {
-            // A stale message: a leader of an old term learns the current term from the answer.
-            if m.type == .app || m.type == .heartbeat {
+            if (config.checkQuorum || config.preVote) && (m.type == .app || m.type == .heartbeat) {
+                // A leader cut off by a partition learns the current term from the answer.
                 send(RaftMessage(type: .appResp, to: m.from))
+            } else if m.type == .preVote {
+                var reject = RaftMessage(type: .preVoteResp, to: m.from)
+                reject.reject = true
+                send(reject)
             }
             return
         }
         switch m.type {
         case .hup:
-            if role != .leader { campaign() }
+            if role != .leader { campaign(preElection: config.preVote) }
             return
-        case .vote:
-            let canVote = vote == m.from || (vote == 0 && lead == 0)
-            var response = RaftMessage(type: .voteResp, to: m.from)
+        case .vote, .preVote:
+            let canVote = vote == m.from || (vote == 0 && lead == 0) || (m.type == .preVote && m.term > term)
+            var response = RaftMessage(type: m.type == .vote ? .voteResp : .preVoteResp, to: m.from)
             if canVote && log.isUpToDate(index: m.index, term: m.logTerm) {
-                electionElapsed = 0
-                vote = m.from
+                // A granted response carries the term the candidate asked for.
+                response.from = id
+                response.term = m.term
+                if m.type == .vote {
+                    electionElapsed = 0
+                    vote = m.from
+                }
+                messages.append(response)
             } else {
                 response.reject = true
+                send(response)
             }
-            send(response)
             return
         default:
             break
         }
         switch role {
         case .leader: try stepLeader(m)
-        case .candidate: try stepCandidate(m)
+        case .candidate, .preCandidate: try stepCandidate(m)
         case .follower: try stepFollower(m)
         }
     }
@@ -204,12 +253,20 @@ final class Raft {
         switch m.type {
         case .beat:
             for v in voters where v != id { sendHeartbeat(to: v) }
+        case .checkQuorum:
+            let active = voters.filter { $0 == id || progress[$0]?.recentActive == true }.count
+            if active < quorum {
+                becomeFollower(term: term, lead: 0)
+                return
+            }
+            for v in voters where v != id { progress[v]?.recentActive = false }
         case .prop:
             if m.entries.isEmpty { throw RaftError.corrupt("empty proposal") }
             appendEntries(m.entries)
             broadcastAppend()
         case .appResp:
             guard var p = progress[m.from] else { return }
+            p.recentActive = true
             if m.reject {
                 if p.maybeDecrease(rejected: m.index, hint: m.rejectHint) {
                     if p.state == .replicate { p.becomeProbe() }
@@ -232,6 +289,7 @@ final class Raft {
             }
         case .heartbeatResp:
             guard var p = progress[m.from] else { return }
+            p.recentActive = true
             p.probeSent = false
             if p.state == .replicate && p.inflight >= config.maxInflightMessages { p.inflight = max(p.inflight - 1, 0) }
             progress[m.from] = p
@@ -253,13 +311,19 @@ final class Raft {
         case .heartbeat:
             becomeFollower(term: m.term, lead: m.from)
             handleHeartbeat(m)
-        case .voteResp:
+        case .voteResp, .preVoteResp:
+            // Only the responses to the election in progress count.
+            guard (role == .candidate) == (m.type == .voteResp) else { return }
             votes[m.from] = !m.reject
             let granted = votes.values.filter { $0 }.count
             let rejected = votes.count - granted
             if granted >= quorum {
-                becomeLeader()
-                broadcastAppend()
+                if role == .preCandidate {
+                    campaign(preElection: false)
+                } else {
+                    becomeLeader()
+                    broadcastAppend()
+                }
             } else if rejected >= quorum {
                 becomeFollower(term: term, lead: 0)
             }

@@ -71,7 +71,7 @@ public struct RaftHardState: Sendable, Equatable {
 
 /// A node's role.
 public enum RaftRole: String, Sendable {
-    case follower, candidate, leader
+    case follower, preCandidate, candidate, leader
 }
 
 /// Errors of the Raft layer.

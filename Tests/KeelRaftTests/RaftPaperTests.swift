@@ -178,4 +178,53 @@ final class RaftPaperTests: XCTestCase {
         XCTAssertEqual(RaftHardState(hs.proto), hs)
         XCTAssertThrowsError(try Raftpb_Message(serializedBytes: [0xFF, 0xFF, 0xFF] as [UInt8]), "garbage is a decode error, not a trap")
     }
+
+    /// Check-quorum: a leader that hears from no quorum for an election timeout steps down.
+    func testCheckQuorumLeaderStepsDown() throws {
+        let (n, _) = try node(1)
+        n.campaign()
+        try n.step(RaftMessage(type: .voteResp, to: 1, from: 2, term: 1))
+        XCTAssertEqual(n.status.role, .leader)
+        for _ in 0..<10 { n.tick(); _ = try messages(n) }   // first round: everyone counts as active? no: only answers do
+        for _ in 0..<10 { n.tick(); _ = try messages(n) }
+        XCTAssertEqual(n.status.role, .follower, "no answers from 2 or 3 for an election timeout")
+        XCTAssertEqual(n.status.term, 1)
+    }
+
+    /// Check-quorum's lease: a follower that heard from its leader recently ignores a vote
+    /// request of a higher term.
+    func testVoteIgnoredWithinLeaderLease() throws {
+        let (n, _) = try node(2)
+        var hb = RaftMessage(type: .heartbeat, to: 2, from: 1, term: 1)
+        hb.commit = 0
+        try n.step(hb)
+        _ = try messages(n)
+        var vote = RaftMessage(type: .vote, to: 2, from: 3, term: 2)
+        vote.index = 0
+        try n.step(vote)
+        XCTAssertEqual(try messages(n), [])
+        XCTAssertEqual(n.status.term, 1, "term unchanged")
+    }
+
+    /// Pre-vote: a node that cannot win does not raise its term (a partitioned node returns
+    /// without disrupting the leader).
+    func testPreVoteDoesNotRaiseTerm() throws {
+        let storage = MemoryStorage(voters: [1, 2, 3])
+        var config = RaftConfig(id: 1, seed: 3)
+        config.preVote = true
+        let n = RawNode(config: config, storage: storage)
+        for _ in 0..<25 { n.tick() }
+        XCTAssertEqual(n.status.role, .preCandidate)
+        XCTAssertEqual(n.status.term, 0, "no term change while pre-campaigning")
+        let r = try n.ready()
+        XCTAssertEqual(Set(r.messages.map(\.type)), [.preVote])
+        XCTAssertEqual(r.messages.first?.term, 1, "asks for the term it would take")
+        n.advance(r)
+        // A granted pre-vote from one peer: a quorum (with its own), so the real election starts.
+        var grant = RaftMessage(type: .preVoteResp, to: 1, from: 2, term: 1)
+        grant.reject = false
+        try n.step(grant)
+        XCTAssertEqual(n.status.role, .candidate)
+        XCTAssertEqual(n.status.term, 1)
+    }
 }

@@ -30,7 +30,12 @@ final class RaftSimulation {
     var proposals = 0
     var failures: [String] = []
 
-    init(size: Int, seed: UInt64) {
+    let preVote: Bool
+    let checkQuorum: Bool
+
+    init(size: Int, seed: UInt64, preVote: Bool = false, checkQuorum: Bool = true) {
+        self.preVote = preVote
+        self.checkQuorum = checkQuorum
         ids = (1...UInt64(size)).map { $0 }
         rng = SplitMix64(seed: seed)
         for id in ids { nodes[id] = makeNode(id, storage: MemoryStorage(voters: ids)) }
@@ -40,6 +45,8 @@ final class RaftSimulation {
         var config = RaftConfig(id: id, seed: rng.next() | 1)
         config.electionTicks = 10
         config.heartbeatTicks = 1
+        config.preVote = preVote
+        config.checkQuorum = checkQuorum
         return Node(storage: storage, raw: RawNode(config: config, storage: storage))
     }
 
@@ -179,12 +186,12 @@ final class RaftSimulation {
 }
 
 final class RaftSimulationTests: XCTestCase {
-    func simulate(size: Int, seeds: Range<UInt64>, steps: Int) {
-        let base = testSeed("raft simulation \(size) nodes")
+    func simulate(size: Int, seeds: Range<UInt64>, steps: Int, preVote: Bool = false, checkQuorum: Bool = true) {
+        let base = testSeed("raft simulation \(size) nodes preVote=\(preVote) checkQuorum=\(checkQuorum)")
         var commits = 0
         for s in seeds {
             let seed = base &+ s
-            let sim = RaftSimulation(size: size, seed: seed)
+            let sim = RaftSimulation(size: size, seed: seed, preVote: preVote, checkQuorum: checkQuorum)
             sim.run(steps: steps, chaos: true)
             let progressed = sim.healAndCheckProgress(ticks: 400)
             sim.checkLogMatching()
@@ -196,8 +203,10 @@ final class RaftSimulationTests: XCTestCase {
         print("\(size) nodes: \(seeds.count) seeds × \(steps) steps, \(commits) entries applied")
     }
 
-    func testThreeNodes() { simulate(size: 3, seeds: 0..<150, steps: 400) }
-    func testFiveNodes() { simulate(size: 5, seeds: 0..<60, steps: 400) }
+    func testThreeNodes() { simulate(size: 3, seeds: 0..<120, steps: 400) }
+    func testFiveNodes() { simulate(size: 5, seeds: 0..<50, steps: 400) }
+    func testThreeNodesPreVote() { simulate(size: 3, seeds: 0..<100, steps: 400, preVote: true) }
+    func testFiveNodesPreVoteWithoutCheckQuorum() { simulate(size: 5, seeds: 0..<40, steps: 400, preVote: true, checkQuorum: false) }
 
     func testElectionAndReplicationWithoutFaults() throws {
         let sim = RaftSimulation(size: 3, seed: 7)
