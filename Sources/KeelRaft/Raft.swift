@@ -31,8 +31,8 @@ public struct RaftConfig: Sendable {
 /// Built so far: elections (randomised timeouts, votes persisted before replies), log
 /// replication with probe/replicate flow control and fast back-off on rejection, heartbeats
 /// carrying min(match, commit), commitment of current-term entries by counting (§5.4.2), an
-/// empty entry on becoming leader, proposal forwarding and dropping. Not yet: pre-vote,
-/// check-quorum, leader transfer, ReadIndex, membership changes, snapshots.
+/// empty entry on becoming leader, proposal forwarding and dropping, pre-vote, check-quorum,
+/// ReadIndex (ReadOnlySafe). Not yet: leader transfer, membership changes, snapshots.
 final class Raft {
     let id: UInt64
     let config: RaftConfig
@@ -45,6 +45,11 @@ final class Raft {
     var progress: [UInt64: Progress] = [:]
     var votes: [UInt64: Bool] = [:]
     var messages: [RaftMessage] = []
+    /// Read states ready for the owner.
+    var readStates: [ReadState] = []
+    /// Pending read-index requests (ReadOnlySafe), oldest first: the commit index when asked,
+    /// the request, and who acknowledged the heartbeat round carrying its context.
+    var pendingReads: [(index: UInt64, request: RaftMessage, acks: Set<UInt64>)] = []
     var electionElapsed = 0
     var heartbeatElapsed = 0
     var randomizedElectionTimeout = 0
@@ -90,6 +95,7 @@ final class Raft {
         heartbeatElapsed = 0
         randomizedElectionTimeout = config.electionTicks + Int(nextRandom() % UInt64(config.electionTicks))
         votes = [:]
+        pendingReads = []
         progress = [:]
         for v in voters {
             var p = Progress(next: log.lastIndex + 1)
@@ -192,7 +198,8 @@ final class Raft {
     /// Handles one message. Throws `.proposalDropped` for a proposal with no leader to take it.
     func step(_ m: RaftMessage) throws(RaftError) {
         // Term bookkeeping (§5.1).
-        if m.term > term && !m.type.isLocal && m.type != .prop {
+        // Term 0 marks a local message (or a forwarded proposal or read request).
+        if m.term != 0 && m.term > term && !m.type.isLocal && m.type != .prop {
             if m.type == .vote || m.type == .preVote {
                 // Check-quorum's lease: a node that heard from a leader within the election
                 // timeout ignores vote requests (a partitioned node's returning campaign).
@@ -207,7 +214,7 @@ final class Raft {
             } else {
                 becomeFollower(term: m.term, lead: 0)
             }
-        } else if m.term < term && !m.type.isLocal && m.type != .prop {
+        } else if m.term != 0 && m.term < term && !m.type.isLocal && m.type != .prop {
             if (config.checkQuorum || config.preVote) && (m.type == .app || m.type == .heartbeat) {
                 // A leader cut off by a partition learns the current term from the answer.
                 send(RaftMessage(type: .appResp, to: m.from))
@@ -253,6 +260,22 @@ final class Raft {
         switch m.type {
         case .beat:
             for v in voters where v != id { sendHeartbeat(to: v) }
+        case .readIndex:
+            let context = m.entries.first?.data ?? []
+            if voters.count == 1 {
+                answerRead(m, index: log.committed)
+                return
+            }
+            // Only once this leader committed an entry of its own term does it know the commit
+            // index is current (etcd 3.4 drops the request otherwise).
+            guard ((try? log.term(log.committed)) ?? 0) == term else { return }
+            pendingReads.append((log.committed, m, [id]))
+            for v in voters where v != id {
+                var hb = RaftMessage(type: .heartbeat, to: v)
+                hb.commit = min(progress[v]?.match ?? 0, log.committed)
+                hb.context = context
+                send(hb)
+            }
         case .checkQuorum:
             let active = voters.filter { $0 == id || progress[$0]?.recentActive == true }.count
             if active < quorum {
@@ -294,6 +317,7 @@ final class Raft {
             if p.state == .replicate && p.inflight >= config.maxInflightMessages { p.inflight = max(p.inflight - 1, 0) }
             progress[m.from] = p
             if p.match < log.lastIndex { sendAppend(to: m.from) }
+            if !m.context.isEmpty { acknowledgeRead(context: m.context, from: m.from) }
         case .voteResp:
             break
         default:
@@ -334,6 +358,14 @@ final class Raft {
 
     private func stepFollower(_ m: RaftMessage) throws(RaftError) {
         switch m.type {
+        case .readIndex:
+            guard lead != 0 else { return }
+            var forward = m
+            forward.to = lead
+            forward.from = id
+            messages.append(forward)
+        case .readIndexResp:
+            readStates.append(ReadState(index: m.index, context: m.entries.first?.data ?? []))
         case .prop:
             guard lead != 0 else { throw RaftError.proposalDropped }
             var forward = m
@@ -433,6 +465,30 @@ final class Raft {
 
     private func handleHeartbeat(_ m: RaftMessage) {
         log.commit(to: m.commit)
-        send(RaftMessage(type: .heartbeatResp, to: m.from))
+        var response = RaftMessage(type: .heartbeatResp, to: m.from)
+        response.context = m.context
+        send(response)
+    }
+
+    /// A heartbeat answer carrying a read's context: once a quorum acknowledged it, that read
+    /// and every read queued before it are answered.
+    private func acknowledgeRead(context: [UInt8], from: UInt64) {
+        guard let i = pendingReads.firstIndex(where: { ($0.request.entries.first?.data ?? []) == context }) else { return }
+        pendingReads[i].acks.insert(from)
+        guard pendingReads[i].acks.count >= quorum else { return }
+        let done = pendingReads[0...i]
+        pendingReads.removeFirst(i + 1)
+        for read in done { answerRead(read.request, index: read.index) }
+    }
+
+    private func answerRead(_ request: RaftMessage, index: UInt64) {
+        if request.from == 0 || request.from == id {
+            readStates.append(ReadState(index: index, context: request.entries.first?.data ?? []))
+        } else {
+            var response = RaftMessage(type: .readIndexResp, to: request.from)
+            response.index = index
+            response.entries = request.entries
+            send(response)
+        }
     }
 }

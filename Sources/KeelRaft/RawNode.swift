@@ -9,6 +9,8 @@ public struct Ready: Sendable {
     public var messages: [RaftMessage]
     /// Entries committed and not yet applied, in order.
     public var committedEntries: [RaftEntry]
+    /// Answers to `readIndex` calls.
+    public var readStates: [ReadState] = []
 }
 
 /// What the node's status shows (for metrics and tests).
@@ -53,6 +55,15 @@ public final class RawNode {
         try raft.step(m)
     }
 
+    /// Asks for a linearizable read point (ReadOnlySafe): a `ReadState` with `context` arrives in
+    /// a later `Ready` once a quorum confirmed this leader; followers forward to the leader.
+    /// Dropped (no answer) without a leader, or before the leader committed in its term.
+    public func readIndex(context: [UInt8]) {
+        var m = RaftMessage(type: .readIndex, from: raft.id)
+        m.entries = [RaftEntry(term: 0, index: 0, data: context)]
+        try? raft.step(m)
+    }
+
     /// Delivers a message from a peer. Local message types are ignored.
     public func step(_ m: RaftMessage) throws(RaftError) {
         if m.type.isLocal { return }
@@ -60,15 +71,17 @@ public final class RawNode {
     }
 
     public var hasReady: Bool {
-        raft.hardState != previousHardState || !raft.log.unstable.isEmpty || !raft.messages.isEmpty || raft.log.committed > raft.log.applied
+        raft.hardState != previousHardState || !raft.log.unstable.isEmpty || !raft.messages.isEmpty || raft.log.committed > raft.log.applied ||
+            !raft.readStates.isEmpty
     }
 
     /// The pending work. Call `advance` with it once done.
     public func ready() throws(RaftError) -> Ready {
         let hs = raft.hardState
         let r = Ready(hardState: hs != previousHardState ? hs : nil, entries: raft.log.unstable,
-                      messages: raft.messages, committedEntries: try raft.log.nextCommitted())
+                      messages: raft.messages, committedEntries: try raft.log.nextCommitted(), readStates: raft.readStates)
         raft.messages = []
+        raft.readStates = []
         return r
     }
 

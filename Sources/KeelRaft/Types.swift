@@ -94,3 +94,14 @@ public enum RaftError: Error, Equatable, Sendable, CustomStringConvertible {
         }
     }
 }
+
+/// The answer to a read-index request: reads are linearizable once the applied index reaches
+/// `index`. `context` is the caller's request ID.
+public struct ReadState: Sendable, Equatable {
+    public var index: UInt64
+    public var context: [UInt8]
+    public init(index: UInt64, context: [UInt8]) {
+        self.index = index
+        self.context = context
+    }
+}

@@ -227,4 +227,44 @@ final class RaftPaperTests: XCTestCase {
         XCTAssertEqual(n.status.role, .candidate)
         XCTAssertEqual(n.status.term, 1)
     }
+
+    /// ReadIndex (ReadOnlySafe): answered only after a quorum confirms the leader in a heartbeat
+    /// round, at the commit index when asked; not before the leader committed in its term;
+    /// a follower's request is forwarded and answered to it.
+    func testReadIndex() throws {
+        let (n, _) = try node(1)
+        n.campaign()
+        try n.step(RaftMessage(type: .voteResp, to: 1, from: 2, term: 1))
+        _ = try messages(n)
+        n.readIndex(context: [9])
+        XCTAssertEqual(try messages(n).filter { $0.type == .heartbeat }, [], "no entry of term 1 committed yet: dropped")
+        var ack = RaftMessage(type: .appResp, to: 1, from: 2, term: 1)
+        ack.index = 1
+        try n.step(ack)
+        XCTAssertEqual(n.status.commit, 1)
+        _ = try messages(n)
+        n.readIndex(context: [7])
+        let beats = try messages(n).filter { $0.type == .heartbeat }
+        XCTAssertEqual(beats.map(\.context), [[7], [7]])
+        var r = try n.ready()
+        XCTAssertEqual(r.readStates, [], "not before a quorum answered")
+        n.advance(r)
+        var answer = RaftMessage(type: .heartbeatResp, to: 1, from: 3, term: 1)
+        answer.context = [7]
+        try n.step(answer)
+        r = try n.ready()
+        XCTAssertEqual(r.readStates, [ReadState(index: 1, context: [7])])
+        n.advance(r)
+        // A follower's request: forwarded to the leader, answered with MsgReadIndexResp.
+        var forwarded = RaftMessage(type: .readIndex, to: 1, from: 2)
+        forwarded.entries = [RaftEntry(term: 0, index: 0, data: [5])]
+        try n.step(forwarded)
+        _ = try messages(n)
+        answer.context = [5]
+        try n.step(answer)
+        let responses = try messages(n).filter { $0.type == .readIndexResp }
+        XCTAssertEqual(responses.map(\.to), [2])
+        XCTAssertEqual(responses.first?.index, 1)
+        XCTAssertEqual(responses.first?.entries.first?.data, [5])
+    }
 }
