@@ -29,6 +29,9 @@ final class RaftSimulation {
     var applied: [UInt64: RaftEntry] = [:]
     var proposals = 0
     var failures: [String] = []
+    /// Read requests: context → the highest index applied anywhere when it was asked.
+    var reads: [[UInt8]: UInt64] = [:]
+    var readsAnswered = 0
 
     let preVote: Bool
     let checkQuorum: Bool
@@ -64,6 +67,11 @@ final class RaftSimulation {
             for m in ready.messages {
                 network.append((step + 1 + Int(rng.next() % 3), m))
                 if rng.next() % 100 < 5 { network.append((step + 1 + Int(rng.next() % 6), m)) }  // duplicate
+            }
+            for rs in ready.readStates {
+                // Linearizability: the read point covers everything committed before the request.
+                if let floor = reads[rs.context], rs.index < floor { fail("read \(rs.context) answered at \(rs.index) < \(floor) committed before it") }
+                readsAnswered += 1
             }
             for e in ready.committedEntries {
                 if let known = applied[e.index], known != e { fail("node \(id) applied \(e) at \(e.index), another applied \(known)") }
@@ -145,6 +153,14 @@ final class RaftSimulation {
                 }
             } else if chaos && r < 7 {
                 isolated = rng.next() % 2 == 0 ? [] : [ids[Int(rng.next() % UInt64(ids.count))]]
+            } else if r < 40 && r >= 30 {
+                let id = ids[Int(rng.next() % UInt64(ids.count))]
+                if nodes[id]!.up {
+                    let context = Array("r\(step)".utf8)
+                    reads[context] = applied.keys.max() ?? 0
+                    nodes[id]!.raw.readIndex(context: context)
+                    drain(id)
+                }
             } else if r < 30, let l = leader() {
                 proposals += 1
                 try? nodes[l]!.raw.propose(Array("p\(proposals)".utf8))
@@ -189,6 +205,7 @@ final class RaftSimulationTests: XCTestCase {
     func simulate(size: Int, seeds: Range<UInt64>, steps: Int, preVote: Bool = false, checkQuorum: Bool = true) {
         let base = testSeed("raft simulation \(size) nodes preVote=\(preVote) checkQuorum=\(checkQuorum)")
         var commits = 0
+        var readsAnswered = 0
         for s in seeds {
             let seed = base &+ s
             let sim = RaftSimulation(size: size, seed: seed, preVote: preVote, checkQuorum: checkQuorum)
@@ -198,9 +215,10 @@ final class RaftSimulationTests: XCTestCase {
             XCTAssertTrue(sim.failures.isEmpty, "seed \(seed) (KEEL_SEED=\(base) offset \(s)): \(sim.failures)")
             XCTAssertTrue(progressed, "seed \(seed): no progress after healing")
             commits += sim.applied.count
+            readsAnswered += sim.readsAnswered
             if !sim.failures.isEmpty || !progressed { return }
         }
-        print("\(size) nodes: \(seeds.count) seeds × \(steps) steps, \(commits) entries applied")
+        print("\(size) nodes: \(seeds.count) seeds × \(steps) steps, \(commits) entries applied, \(readsAnswered) reads answered")
     }
 
     func testThreeNodes() { simulate(size: 3, seeds: 0..<120, steps: 400) }
