@@ -183,6 +183,10 @@ public final class KVStore: @unchecked Sendable {
             } while entries.count == 10_000
         }
         if let problem { throw problem }
+        // The compaction revisions come from the file too.
+        guard compacted < Int64.max / 2, scheduled < Int64.max / 2 else {
+            throw MVCCError.corrupt("compaction revisions (scheduled \(scheduled), finished \(compacted)) are out of range")
+        }
         current = max(last, compacted, 1)
         if compacted > 0 && current < compacted { current = compacted }
         if scheduled > compacted && scheduled > 0 {
@@ -196,6 +200,10 @@ public final class KVStore: @unchecked Sendable {
 
     private func restoreEntry(_ key: [UInt8], _ value: [UInt8], last: inout Int64) throws(MVCCError) {
         let (revision, tombstone) = try Revision.decode(key)
+        // Revisions come from the file: keep them where `current + 1` and friends cannot overflow.
+        guard revision.main > 0, revision.main < Int64.max / 2 else {
+            throw MVCCError.corrupt("key bucket revision \(revision) is out of range")
+        }
         guard let kv = try? Mvccpb_KeyValue(serializedBytes: value) else {
             throw MVCCError.corrupt("value at revision \(revision) is not a mvccpb.KeyValue")
         }

@@ -48,7 +48,7 @@ struct Progress {
             return true
         }
         if next - 1 != rejected { return false }
-        next = max(min(rejected, hint + 1), 1)
+        next = max(min(rejected, hint == .max ? hint : hint + 1), 1)
         probeSent = false
         return true
     }

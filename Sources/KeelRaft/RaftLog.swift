@@ -63,6 +63,11 @@ final class RaftLog {
     /// A follower's append: when our entry at `index` has `logTerm`, appends what is new and
     /// commits up to `commit`; returns the last new index, or nil when the terms do not match.
     func maybeAppend(index: UInt64, logTerm: UInt64, commit: UInt64, entries: [RaftEntry]) throws(RaftError) -> UInt64? {
+        // Entries come from a peer: they must follow `index` one by one, or the arithmetic below
+        // (and the log) would go wrong.
+        for (i, e) in entries.enumerated() where e.index != index &+ UInt64(i) &+ 1 || index > UInt64.max - UInt64(entries.count) {
+            throw RaftError.corrupt("append after index \(index) carries entry \(e.index) at position \(i)")
+        }
         guard matchTerm(index, logTerm) else { return nil }
         let lastNew = index + UInt64(entries.count)
         let conflict = findConflict(entries)

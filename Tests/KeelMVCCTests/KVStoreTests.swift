@@ -179,4 +179,21 @@ final class KVStoreTests: XCTestCase {
         try ba.close()
         try bb.close()
     }
+
+    /// Revisions near Int64.max in a hostile file are a typed error at open, not an overflow later.
+    func testOutOfRangeRevisionsAreRefused() throws {
+        let dir = try temporaryDirectory(self)
+        let backend = try BoltBackend(path: dir + "/db")
+        let tx = try backend.beginWrite()
+        try tx.createBucket([Array("key".utf8)])
+        try tx.createBucket([Array("meta".utf8)])
+        var kv = Mvccpb_KeyValue()
+        kv.key = Data("k".utf8)
+        try tx.bucket([Array("key".utf8)]).put(Revision(main: Int64.max).bytes(), [UInt8](try kv.serializedBytes() as [UInt8]))
+        try tx.commit()
+        XCTAssertThrowsError(try KVStore(backend: backend)) { error in
+            guard case .corrupt? = error as? MVCCError else { return XCTFail("\(error)") }
+        }
+        try backend.close()
+    }
 }

@@ -267,4 +267,26 @@ final class RaftPaperTests: XCTestCase {
         XCTAssertEqual(responses.first?.index, 1)
         XCTAssertEqual(responses.first?.entries.first?.data, [5])
     }
+
+    /// Hostile appends from a peer are errors, never traps: entries that do not follow the
+    /// previous index, and a reject hint at the top of the range.
+    func testMalformedAppendsAreErrors() throws {
+        let (n, _) = try node(2, log: [RaftEntry(term: 1, index: 1)], term: 1)
+        var m = RaftMessage(type: .app, to: 2, from: 1, term: 1)
+        m.index = 1
+        m.logTerm = 1
+        m.entries = [RaftEntry(term: 1, index: 5)]
+        XCTAssertThrowsError(try n.step(m)) { XCTAssertEqual(($0 as? RaftError).map { "\($0)" }?.hasPrefix("raft:"), true) }
+        m.index = UInt64.max - 1
+        m.entries = [RaftEntry(term: 1, index: UInt64.max), RaftEntry(term: 1, index: 0)]
+        XCTAssertThrowsError(try n.step(m))
+        let (leader, _) = try node(1)
+        leader.campaign()
+        try leader.step(RaftMessage(type: .voteResp, to: 1, from: 2, term: 1))
+        var reject = RaftMessage(type: .appResp, to: 1, from: 2, term: 1)
+        reject.reject = true
+        reject.index = 0
+        reject.rejectHint = .max
+        XCTAssertNoThrow(try leader.step(reject))
+    }
 }
