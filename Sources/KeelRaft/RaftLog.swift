@@ -1,50 +1,87 @@
-/// The log as Raft sees it: entries persisted in `storage`, followed by `unstable` ones not yet
-/// persisted (handed out in `Ready.entries`), with the commit and apply points.
+/// The log as Raft sees it: a snapshot and entries persisted in `storage`, followed by an
+/// unstable snapshot and entries not yet persisted (handed out in `Ready`), with the commit
+/// and apply points.
 final class RaftLog {
     let storage: any RaftStorage
+    /// A snapshot received from the leader and not yet persisted.
+    private(set) var unstableSnapshot: RaftSnapshot?
     /// Entries not yet persisted; `unstable[0]` has index `unstableOffset`.
     private(set) var unstable: [RaftEntry] = []
     private(set) var unstableOffset: UInt64
     var committed: UInt64 = 0
     var applied: UInt64 = 0
-    /// The most bytes of entries one append message carries.
-    let maxSizePerMessage: Int
+    /// The most bytes of committed entries handed out in one `Ready`.
+    let maxCommittedBytesPerReady: UInt64
 
-    init(storage: any RaftStorage, maxSizePerMessage: Int) {
+    init(storage: any RaftStorage, maxCommittedBytesPerReady: UInt64) {
         self.storage = storage
-        self.maxSizePerMessage = maxSizePerMessage
+        self.maxCommittedBytesPerReady = maxCommittedBytesPerReady
         unstableOffset = storage.lastIndex() + 1
         committed = storage.firstIndex() - 1
         applied = storage.firstIndex() - 1
     }
 
-    var firstIndex: UInt64 { storage.firstIndex() }
-    var lastIndex: UInt64 { unstable.last?.index ?? storage.lastIndex() }
-    var lastTerm: UInt64 { (try? term(lastIndex)) ?? 0 }
-
-    /// The term of entry `i`; throws `.compacted` / `.unavailable`.
-    func term(_ i: UInt64) throws(RaftError) -> UInt64 {
-        if i >= unstableOffset, i - unstableOffset < UInt64(unstable.count) { return unstable[Int(i - unstableOffset)].term }
-        if i > lastIndex { throw RaftError.unavailable }
-        return try storage.term(i)
+    var firstIndex: UInt64 {
+        if let s = unstableSnapshot { return s.index + 1 }
+        return storage.firstIndex()
     }
 
-    func matchTerm(_ i: UInt64, _ t: UInt64) -> Bool { ((try? term(i)) ?? UInt64.max) == t }
+    var lastIndex: UInt64 {
+        if !unstable.isEmpty { return unstableOffset + UInt64(unstable.count) - 1 }
+        if let s = unstableSnapshot { return s.index }
+        return storage.lastIndex()
+    }
+
+    var lastTerm: UInt64 { (try? term(lastIndex)) ?? 0 }
+
+    private func unstableTerm(_ i: UInt64) -> UInt64? {
+        if i < unstableOffset {
+            if let s = unstableSnapshot, s.index == i { return s.term }
+            return nil
+        }
+        let k = i - unstableOffset
+        return k < UInt64(unstable.count) ? unstable[Int(k)].term : nil
+    }
+
+    /// The term of entry `i`: 0 outside `[firstIndex - 1, lastIndex]` (as etcd answers);
+    /// throws `.compacted` / `.unavailable` when the storage lost it.
+    func term(_ i: UInt64) throws(RaftError) -> UInt64 {
+        if i < firstIndex - 1 || i > lastIndex { return 0 }
+        if let t = unstableTerm(i) { return t }
+        do {
+            return try storage.term(i)
+        } catch {
+            switch error {
+            case .compacted, .unavailable: throw error
+            default: throw RaftError.corrupt("storage term(\(i)): \(error)")
+            }
+        }
+    }
+
+    /// The term, or 0 when compacted away.
+    func termOrZero(_ i: UInt64) -> UInt64 { (try? term(i)) ?? 0 }
+
+    func matchTerm(_ i: UInt64, _ t: UInt64) -> Bool {
+        guard let got = try? term(i) else { return false }
+        return got == t
+    }
 
     /// Raft's §5.4.1 check: is a log ending at (index, term) at least as up to date as ours?
     func isUpToDate(index: UInt64, term: UInt64) -> Bool {
-        term > lastTerm || (term == lastTerm && index >= lastIndex)
+        let lt = lastTerm
+        return term > lt || (term == lt && index >= lastIndex)
     }
 
     /// Appends after truncating anything from the first entry's index on; returns the last index.
     @discardableResult
-    func append(_ entries: [RaftEntry]) -> UInt64 {
+    func append(_ entries: [RaftEntry]) throws(RaftError) -> UInt64 {
         guard let first = entries.first else { return lastIndex }
+        if first.index - 1 < committed { throw RaftError.corrupt("append after \(first.index - 1) is below the commit index \(committed)") }
         let after = first.index
         if after == unstableOffset + UInt64(unstable.count) {
             unstable.append(contentsOf: entries)
         } else if after <= unstableOffset {
-            // Replaces the unstable entries, and some persisted ones are being overwritten.
+            // Replaces the unstable entries (and overwrites persisted ones from `after` on).
             unstableOffset = after
             unstable = entries
         } else {
@@ -63,9 +100,10 @@ final class RaftLog {
     /// A follower's append: when our entry at `index` has `logTerm`, appends what is new and
     /// commits up to `commit`; returns the last new index, or nil when the terms do not match.
     func maybeAppend(index: UInt64, logTerm: UInt64, commit: UInt64, entries: [RaftEntry]) throws(RaftError) -> UInt64? {
-        // Entries come from a peer: they must follow `index` one by one, or the arithmetic below
-        // (and the log) would go wrong.
-        for (i, e) in entries.enumerated() where e.index != index &+ UInt64(i) &+ 1 || index > UInt64.max - UInt64(entries.count) {
+        // Entries come from a peer: they must follow `index` one by one, or the arithmetic
+        // below (and the log) would go wrong.
+        if index > UInt64.max - UInt64(entries.count) { throw RaftError.corrupt("append after index \(index) overflows") }
+        for (i, e) in entries.enumerated() where e.index != index + UInt64(i) + 1 {
             throw RaftError.corrupt("append after index \(index) carries entry \(e.index) at position \(i)")
         }
         guard matchTerm(index, logTerm) else { return nil }
@@ -73,63 +111,94 @@ final class RaftLog {
         let conflict = findConflict(entries)
         if conflict != 0 {
             if conflict <= committed { throw RaftError.corrupt("entry \(conflict) conflicts with committed entry (committed \(committed))") }
-            append(Array(entries[Int(conflict - index - 1)...]))
+            try append(Array(entries[Int(conflict - index - 1)...]))
         }
-        self.commit(to: min(commit, lastNew))
+        try self.commit(to: min(commit, lastNew))
         return lastNew
     }
 
-    func commit(to index: UInt64) {
-        if committed < index, index <= lastIndex { committed = index }
+    func commit(to index: UInt64) throws(RaftError) {
+        guard committed < index else { return }
+        if lastIndex < index { throw RaftError.corrupt("commit index \(index) is beyond the last index \(lastIndex): was the log truncated or lost?") }
+        committed = index
     }
 
     /// A leader's commit: only an entry of the current term is committed by counting (§5.4.2).
     func maybeCommit(index: UInt64, term: UInt64) -> Bool {
-        guard index > committed, ((try? self.term(index)) ?? 0) == term else { return false }
-        commit(to: index)
+        guard index > committed, index <= lastIndex, termOrZero(index) == term else { return false }
+        committed = index
         return true
     }
 
-    /// Entries in `[low, high)`, up to `maxBytes`.
-    func slice(_ low: UInt64, _ high: UInt64, maxBytes: Int) throws(RaftError) -> [RaftEntry] {
-        if low >= high { return [] }
+    /// Entries in `[low, high)`, up to `maxBytes` (at least one).
+    func slice(_ low: UInt64, _ high: UInt64, maxBytes: UInt64) throws(RaftError) -> [RaftEntry] {
+        if low > high { throw RaftError.corrupt("invalid slice \(low) > \(high)") }
         if low < firstIndex { throw RaftError.compacted }
+        if high > lastIndex + 1 { throw RaftError.corrupt("slice [\(low), \(high)) out of bound [\(firstIndex), \(lastIndex)]") }
+        if low == high { return [] }
         var out: [RaftEntry] = []
         if low < unstableOffset {
-            out = try storage.entries(low, min(high, unstableOffset), maxBytes: maxBytes)
-            if UInt64(out.count) < min(high, unstableOffset) - low { return out }
+            let upper = min(high, unstableOffset)
+            do {
+                out = try storage.entries(low, upper, maxBytes: maxBytes)
+            } catch {
+                if error == .compacted { throw error }
+                throw RaftError.corrupt("entries [\(low), \(upper)) are unavailable from storage: \(error)")
+            }
+            if UInt64(out.count) < upper - low { return out }
         }
         if high > unstableOffset {
-            var size = out.reduce(0) { $0 + $1.data.count + 16 }
-            for i in max(low, unstableOffset)..<high {
-                let e = unstable[Int(i - unstableOffset)]
-                size += e.data.count + 16
-                if !out.isEmpty && size > maxBytes { break }
-                out.append(e)
+            let from = Int(max(low, unstableOffset) - unstableOffset), to = Int(high - unstableOffset)
+            if out.isEmpty {
+                out = Array(unstable[from..<to])
+            } else {
+                out.append(contentsOf: unstable[from..<to])
             }
         }
-        return out
+        return limitSize(out, maxBytes)
     }
 
     /// Entries from `index` on, for an append message.
-    func entries(from index: UInt64) throws(RaftError) -> [RaftEntry] {
-        index > lastIndex ? [] : try slice(index, lastIndex + 1, maxBytes: maxSizePerMessage)
+    func entries(from index: UInt64, maxBytes: UInt64) throws(RaftError) -> [RaftEntry] {
+        index > lastIndex ? [] : try slice(index, lastIndex + 1, maxBytes: maxBytes)
     }
+
+    var hasNextCommitted: Bool { committed + 1 > max(applied + 1, firstIndex) }
 
     /// Committed entries not yet applied.
     func nextCommitted() throws(RaftError) -> [RaftEntry] {
         let low = max(applied + 1, firstIndex)
-        return committed + 1 > low ? try slice(low, committed + 1, maxBytes: Int.max) : []
+        return committed + 1 > low ? try slice(low, committed + 1, maxBytes: maxCommittedBytesPerReady) : []
+    }
+
+    /// The snapshot to send a follower behind the compacted log.
+    func snapshot() throws(RaftError) -> RaftSnapshot {
+        if let s = unstableSnapshot { return s }
+        return try storage.snapshot()
+    }
+
+    /// Installs a leader's snapshot: the log restarts after it.
+    func restore(_ s: RaftSnapshot) {
+        committed = s.index
+        unstableOffset = s.index + 1
+        unstable = []
+        unstableSnapshot = s
     }
 
     /// The caller persisted entries up to (index, term): they are no longer unstable.
     func stable(to index: UInt64, term t: UInt64) {
-        guard index >= unstableOffset, index - unstableOffset < UInt64(unstable.count), unstable[Int(index - unstableOffset)].term == t else { return }
+        guard let gt = unstableTerm(index), gt == t, index >= unstableOffset else { return }
         unstable.removeFirst(Int(index - unstableOffset + 1))
         unstableOffset = index + 1
     }
 
-    func applied(to index: UInt64) {
-        if index > applied && index <= committed { applied = index }
+    func stableSnapshot(to index: UInt64) {
+        if unstableSnapshot?.index == index { unstableSnapshot = nil }
+    }
+
+    func applied(to index: UInt64) throws(RaftError) {
+        if index == 0 { return }
+        if committed < index || index < applied { throw RaftError.corrupt("applied(\(index)) is out of range [prevApplied(\(applied)), committed(\(committed))]") }
+        applied = index
     }
 }

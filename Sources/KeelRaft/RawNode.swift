@@ -1,20 +1,42 @@
-/// The work a node asks for, to be done in this order: persist `hardState` and `entries`,
-/// then send `messages`, then apply `committedEntries`, then call `advance`.
+/// The work a node asks for, to be done in this order: persist `hardState`, `snapshot` and
+/// `entries` (fdatasync when `mustSync`), then send `messages`, then apply `committedEntries`,
+/// then call `advance`.
 public struct Ready: Sendable {
+    /// Set when the leader or the role changed since the last `Ready` (not persisted).
+    public var softState: SoftState?
     /// Set when term, vote or commit changed since the last `Ready`.
     public var hardState: RaftHardState?
     /// Entries to append to stable storage before sending anything.
     public var entries: [RaftEntry]
-    /// Messages to send once `entries` and `hardState` are durable.
+    /// A snapshot from the leader to install in stable storage (and the state machine).
+    public var snapshot: RaftSnapshot?
+    /// Messages to send once `entries`, `snapshot` and `hardState` are durable.
     public var messages: [RaftMessage]
     /// Entries committed and not yet applied, in order.
     public var committedEntries: [RaftEntry]
     /// Answers to `readIndex` calls.
     public var readStates: [ReadState] = []
+    /// Whether the entries and hard state must reach the disk (fdatasync) before the messages
+    /// are sent: true when there are entries, or term or vote changed. A commit-index change
+    /// alone may be written lazily.
+    public var mustSync: Bool
 }
 
 /// What the node's status shows (for metrics and tests).
 public struct RaftStatus: Sendable, Equatable {
+    public struct PeerProgress: Sendable, Equatable {
+        public var match: UInt64
+        public var next: UInt64
+        /// `StateProbe`, `StateReplicate` or `StateSnapshot`.
+        public var state: String
+        public var isLearner: Bool
+        public var recentActive: Bool
+        public var pendingSnapshot: UInt64
+        public var inflight: Int
+        /// etcd's one-line rendering (`StateReplicate match=11 next=12 inactive`).
+        public var description: String
+    }
+
     public var id: UInt64
     public var term: UInt64
     public var vote: UInt64
@@ -22,79 +44,142 @@ public struct RaftStatus: Sendable, Equatable {
     public var applied: UInt64
     public var lead: UInt64
     public var role: RaftRole
-    /// Per peer (leader only): match and next index.
-    public var progress: [UInt64: (match: UInt64, next: UInt64)]
-
-    public static func == (a: RaftStatus, b: RaftStatus) -> Bool {
-        a.id == b.id && a.term == b.term && a.vote == b.vote && a.commit == b.commit && a.applied == b.applied &&
-            a.lead == b.lead && a.role == b.role && a.progress.mapValues { [$0.match, $0.next] } == b.progress.mapValues { [$0.match, $0.next] }
-    }
+    /// The leader a transfer is handing over to (0: none).
+    public var leadTransferee: UInt64
+    /// The configuration in force.
+    public var confState: ConfState
+    /// Per member (leader only).
+    public var progress: [UInt64: PeerProgress]
 }
 
 /// A Raft node driven by its owner: `tick`, `step`, `propose`, then `ready`/`advance`.
 /// Not thread-safe; one owner drives it.
 public final class RawNode {
     let raft: Raft
+    private var previousSoftState: SoftState
     private var previousHardState: RaftHardState
 
-    public init(config: RaftConfig, storage: any RaftStorage) {
-        raft = Raft(config: config, storage: storage)
+    /// - Throws: `.corrupt` when the storage's hard state or configuration is inconsistent
+    ///   (a commit index beyond the log, a configuration that cannot be rebuilt).
+    public init(config: RaftConfig, storage: any RaftStorage) throws(RaftError) {
+        raft = try Raft(config: config, storage: storage)
+        previousSoftState = raft.softState
         previousHardState = raft.hardState
     }
 
     public func tick() { raft.tick() }
 
-    /// Starts an election now.
-    public func campaign() { try? raft.step(RaftMessage(type: .hup, from: raft.id)) }
+    /// Starts an election now (ignored by learners and non-members).
+    public func campaign() throws(RaftError) { try raft.step(RaftMessage(type: .hup)) }
 
     /// Proposes `data` as a normal entry.
-    /// - Throws: `.proposalDropped` when no leader is known.
+    /// - Throws: `.proposalDropped` when no leader is known, a transfer is in progress, or the
+    ///   uncommitted-size limit is reached.
     public func propose(_ data: [UInt8]) throws(RaftError) {
         var m = RaftMessage(type: .prop, from: raft.id)
         m.entries = [RaftEntry(term: 0, index: 0, data: data)]
         try raft.step(m)
     }
 
-    /// Asks for a linearizable read point (ReadOnlySafe): a `ReadState` with `context` arrives in
-    /// a later `Ready` once a quorum confirmed this leader; followers forward to the leader.
-    /// Dropped (no answer) without a leader, or before the leader committed in its term.
+    /// Proposes a membership change. It takes effect when the application applies the
+    /// committed entry and calls `applyConfChange`. A second change proposed while one is
+    /// pending is replaced by an empty entry.
+    public func proposeConfChange(_ cc: ConfChange) throws(RaftError) {
+        var m = RaftMessage(type: .prop, from: raft.id)
+        m.entries = [RaftEntry(term: 0, index: 0, type: cc.isV1 ? .confChange : .confChangeV2, data: cc.encoded)]
+        try raft.step(m)
+    }
+
+    /// Applies a committed membership change; returns the configuration now in force.
+    /// - Throws: `.invalidConfChange` when it cannot apply (all voters removed, ...).
+    @discardableResult
+    public func applyConfChange(_ cc: ConfChange) throws(RaftError) -> ConfState {
+        try raft.applyConfChange(cc)
+    }
+
+    /// Delivers a message from a peer.
+    /// - Throws: `.stepLocalMessage` for local types, `.stepPeerNotFound` for a response from
+    ///   a node not in the configuration, `.proposalDropped`, or `.corrupt` for a malformed message.
+    public func step(_ m: RaftMessage) throws(RaftError) {
+        if m.type.isLocal { throw RaftError.stepLocalMessage }
+        if raft.tracker.progress[m.from] == nil && m.type.isResponse { throw RaftError.stepPeerNotFound }
+        try raft.step(m)
+    }
+
+    /// Asks for a linearizable read point: a `ReadState` with `context` arrives in a later
+    /// `Ready` once a quorum confirmed this leader; followers forward to the leader. Dropped
+    /// (no answer) without a leader.
     public func readIndex(context: [UInt8]) {
-        var m = RaftMessage(type: .readIndex, from: raft.id)
+        var m = RaftMessage(type: .readIndex)
         m.entries = [RaftEntry(term: 0, index: 0, data: context)]
         try? raft.step(m)
     }
 
-    /// Delivers a message from a peer. Local message types are ignored.
-    public func step(_ m: RaftMessage) throws(RaftError) {
-        if m.type.isLocal { return }
-        try raft.step(m)
+    /// Asks the leader to hand leadership to `transferee` (etcd's `TransferLeader`).
+    public func transferLeader(to transferee: UInt64) {
+        try? raft.step(RaftMessage(type: .transferLeader, from: transferee))
+    }
+
+    /// The transport could not reach `id`: stop streaming appends to it and probe instead.
+    public func reportUnreachable(_ id: UInt64) {
+        try? raft.step(RaftMessage(type: .unreachable, from: id))
+    }
+
+    /// The snapshot sent to `id` was delivered (or failed).
+    public func reportSnapshot(_ id: UInt64, failed: Bool) {
+        var m = RaftMessage(type: .snapStatus, from: id)
+        m.reject = failed
+        try? raft.step(m)
     }
 
     public var hasReady: Bool {
-        raft.hardState != previousHardState || !raft.log.unstable.isEmpty || !raft.messages.isEmpty || raft.log.committed > raft.log.applied ||
-            !raft.readStates.isEmpty
+        if raft.softState != previousSoftState { return true }
+        let hs = raft.hardState
+        if !hs.isEmpty && hs != previousHardState { return true }
+        if let s = raft.log.unstableSnapshot, !s.isEmpty { return true }
+        return !raft.messages.isEmpty || !raft.log.unstable.isEmpty || raft.log.hasNextCommitted || !raft.readStates.isEmpty
     }
 
     /// The pending work. Call `advance` with it once done.
     public func ready() throws(RaftError) -> Ready {
         let hs = raft.hardState
-        let r = Ready(hardState: hs != previousHardState ? hs : nil, entries: raft.log.unstable,
-                      messages: raft.messages, committedEntries: try raft.log.nextCommitted(), readStates: raft.readStates)
-        raft.messages = []
+        let ss = raft.softState
+        let entries = raft.log.unstable
+        let r = Ready(softState: ss != previousSoftState ? ss : nil,
+                      hardState: hs != previousHardState ? hs : nil,
+                      entries: entries, snapshot: raft.log.unstableSnapshot,
+                      messages: raft.messages, committedEntries: try raft.log.nextCommitted(), readStates: raft.readStates,
+                      mustSync: !entries.isEmpty || hs.vote != previousHardState.vote || hs.term != previousHardState.term)
+        previousSoftState = ss
+        raft.messages.removeAll(keepingCapacity: true)
         raft.readStates = []
         return r
     }
 
-    /// The `Ready` was carried out: its entries are stable, its committed entries applied.
-    public func advance(_ ready: Ready) {
-        if let hs = ready.hardState { previousHardState = hs }
+    /// The `Ready` was carried out: its entries and snapshot are stable, its committed entries applied.
+    public func advance(_ ready: Ready) throws(RaftError) {
+        if let hs = ready.hardState, !hs.isEmpty { previousHardState = hs }
+        let applied = ready.committedEntries.last?.index ?? ready.snapshot?.index ?? 0
+        if applied > 0 {
+            try raft.log.applied(to: applied)
+            raft.appliedAdvanced(to: applied)
+        }
+        raft.reduceUncommittedSize(ready.committedEntries)
         if let last = ready.entries.last { raft.log.stable(to: last.index, term: last.term) }
-        if let last = ready.committedEntries.last { raft.log.applied(to: last.index) }
+        if let s = ready.snapshot { raft.log.stableSnapshot(to: s.index) }
     }
 
     public var status: RaftStatus {
-        RaftStatus(id: raft.id, term: raft.term, vote: raft.vote, commit: raft.log.committed, applied: raft.log.applied,
-                   lead: raft.lead, role: raft.role,
-                   progress: raft.role == .leader ? raft.progress.mapValues { ($0.match, $0.next) } : [:])
+        var progress: [UInt64: RaftStatus.PeerProgress] = [:]
+        if raft.role == .leader {
+            for (id, p) in raft.tracker.progress {
+                progress[id] = RaftStatus.PeerProgress(match: p.match, next: p.next, state: p.state.name, isLearner: p.isLearner,
+                                                       recentActive: p.recentActive, pendingSnapshot: p.pendingSnapshot,
+                                                       inflight: p.inflights.count, description: p.description)
+            }
+        }
+        return RaftStatus(id: raft.id, term: raft.term, vote: raft.vote, commit: raft.log.committed, applied: raft.log.applied,
+                          lead: raft.lead, role: raft.role, leadTransferee: raft.leadTransferee,
+                          confState: raft.tracker.config.confState, progress: progress)
     }
 }

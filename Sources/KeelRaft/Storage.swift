@@ -1,26 +1,50 @@
 /// The log and state a node has persisted, as Raft reads them (etcd's `Storage`).
 public protocol RaftStorage: AnyObject {
-    /// The persisted hard state and the voters at start.
-    func initialState() -> (hardState: RaftHardState, voters: [UInt64])
+    /// The persisted hard state and the membership at start.
+    func initialState() -> (hardState: RaftHardState, confState: ConfState)
     /// Entries in `[low, high)`, as many as fit `maxBytes` (at least one).
-    func entries(_ low: UInt64, _ high: UInt64, maxBytes: Int) throws(RaftError) -> [RaftEntry]
+    /// - Throws: `.compacted` when `low` is at or below the snapshot, `.unavailable` when the
+    ///   range is not stored.
+    func entries(_ low: UInt64, _ high: UInt64, maxBytes: UInt64) throws(RaftError) -> [RaftEntry]
     /// The term of entry `index` (also for the snapshot's index).
     func term(_ index: UInt64) throws(RaftError) -> UInt64
     /// The index of the first entry available (after the snapshot).
     func firstIndex() -> UInt64
     func lastIndex() -> UInt64
+    /// The most recent snapshot, for a follower that fell behind the compacted log.
+    /// - Throws: `.snapshotTemporarilyUnavailable` when one is being made; the leader retries.
+    func snapshot() throws(RaftError) -> RaftSnapshot
+}
+
+/// Keeps the first entries of `entries` whose etcd-encoded size fits `maxBytes` (at least one).
+func limitSize(_ entries: [RaftEntry], _ maxBytes: UInt64) -> [RaftEntry] {
+    guard entries.count > 1 else { return entries }
+    var size = UInt64(entries[0].encodedSize)
+    var limit = 1
+    while limit < entries.count {
+        size += UInt64(entries[limit].encodedSize)
+        if size > maxBytes { break }
+        limit += 1
+    }
+    return limit == entries.count ? entries : Array(entries[..<limit])
 }
 
 /// An in-memory `RaftStorage`: the caller appends what `Ready` asked it to persist.
 /// Entry 0 of `log` is a dummy holding the snapshot's (or compaction point's) index and term.
 public final class MemoryStorage: RaftStorage {
     public private(set) var hardState = RaftHardState()
-    public var voters: [UInt64]
+    public private(set) var currentSnapshot = RaftSnapshot()
     private var log: [RaftEntry] = [RaftEntry(term: 0, index: 0)]
 
-    public init(voters: [UInt64]) { self.voters = voters }
+    public init() {}
 
-    public func initialState() -> (hardState: RaftHardState, voters: [UInt64]) { (hardState, voters) }
+    /// A storage for a new cluster whose initial members are `voters` (and `learners`).
+    public convenience init(voters: [UInt64], learners: [UInt64] = []) {
+        self.init()
+        currentSnapshot.confState = ConfState(voters: voters, learners: learners)
+    }
+
+    public func initialState() -> (hardState: RaftHardState, confState: ConfState) { (hardState, currentSnapshot.confState) }
 
     public func setHardState(_ hs: RaftHardState) { hardState = hs }
 
@@ -31,33 +55,49 @@ public final class MemoryStorage: RaftStorage {
 
     public func term(_ index: UInt64) throws(RaftError) -> UInt64 {
         if index < offset { throw RaftError.compacted }
-        if index > lastIndex() { throw RaftError.unavailable }
+        if index - offset >= UInt64(log.count) { throw RaftError.unavailable }
         return log[Int(index - offset)].term
     }
 
-    public func entries(_ low: UInt64, _ high: UInt64, maxBytes: Int) throws(RaftError) -> [RaftEntry] {
+    public func entries(_ low: UInt64, _ high: UInt64, maxBytes: UInt64) throws(RaftError) -> [RaftEntry] {
         if low <= offset { throw RaftError.compacted }
-        if high > lastIndex() + 1 { throw RaftError.unavailable }
-        var out: [RaftEntry] = []
-        var size = 0
-        for i in low..<high {
-            let e = log[Int(i - offset)]
-            size += e.data.count + 16
-            if !out.isEmpty && size > maxBytes { break }
-            out.append(e)
-        }
-        return out
+        if high > lastIndex() + 1 || low > high { throw RaftError.unavailable }
+        if log.count == 1 { throw RaftError.unavailable }
+        return limitSize(Array(log[Int(low - offset)..<Int(high - offset)]), maxBytes)
+    }
+
+    public func snapshot() throws(RaftError) -> RaftSnapshot { currentSnapshot }
+
+    /// Replaces the whole log with a snapshot received from the leader.
+    public func applySnapshot(_ snap: RaftSnapshot) throws(RaftError) {
+        if currentSnapshot.index >= snap.index { throw RaftError.snapshotOutOfDate }
+        currentSnapshot = snap
+        log = [RaftEntry(term: snap.term, index: snap.index)]
+    }
+
+    /// Records a snapshot of the state machine at `index` (which must be in the log); the log
+    /// itself is trimmed separately by `compact(to:)`.
+    @discardableResult
+    public func createSnapshot(at index: UInt64, confState: ConfState?, data: [UInt8]) throws(RaftError) -> RaftSnapshot {
+        if index <= currentSnapshot.index { throw RaftError.snapshotOutOfDate }
+        if index > lastIndex() { throw RaftError.unavailable }
+        currentSnapshot.index = index
+        currentSnapshot.term = log[Int(index - offset)].term
+        if let cs = confState { currentSnapshot.confState = cs }
+        currentSnapshot.data = data
+        return currentSnapshot
     }
 
     /// Appends entries, truncating any conflicting suffix (etcd's `Append`).
     public func append(_ entries: [RaftEntry]) throws(RaftError) {
         guard let first = entries.first else { return }
         if first.index + UInt64(entries.count) - 1 < firstIndex() { return }
-        var es = entries
-        if firstIndex() > first.index { es.removeFirst(Int(firstIndex() - first.index)) }
+        var es = entries[...]
+        if firstIndex() > first.index { es = es.dropFirst(Int(firstIndex() - first.index)) }
         guard let start = es.first?.index else { return }
         if start > lastIndex() + 1 { throw RaftError.corrupt("missing log entries: last \(lastIndex()), appending at \(start)") }
-        log.removeSubrange(Int(start - offset)...)
+        let at = Int(start - offset)
+        if at < log.count { log.removeSubrange(at...) }
         log.append(contentsOf: es)
     }
 
@@ -66,6 +106,9 @@ public final class MemoryStorage: RaftStorage {
         if index <= offset { throw RaftError.compacted }
         if index > lastIndex() { throw RaftError.unavailable }
         let i = Int(index - offset)
-        log = [RaftEntry(term: log[i].term, index: index)] + log[(i + 1)...]
+        var kept = [RaftEntry(term: log[i].term, index: index)]
+        kept.reserveCapacity(log.count - i)
+        kept.append(contentsOf: log[(i + 1)...])
+        log = kept
     }
 }

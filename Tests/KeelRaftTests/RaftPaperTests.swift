@@ -12,7 +12,7 @@ final class RaftPaperTests: XCTestCase {
         storage.setHardState(RaftHardState(term: term))
         var config = RaftConfig(id: id, seed: 42)
         config.electionTicks = 10
-        let raw = RawNode(config: config, storage: storage)
+        let raw = try RawNode(config: config, storage: storage)
         storages[ObjectIdentifier(raw)] = storage
         return (raw, storage)
     }
@@ -22,7 +22,7 @@ final class RaftPaperTests: XCTestCase {
         let r = try n.ready()
         try storages[ObjectIdentifier(n)]?.append(r.entries)
         if let hs = r.hardState { storages[ObjectIdentifier(n)]?.setHardState(hs) }
-        n.advance(r)
+        try n.advance(r)
         return r.messages
     }
 
@@ -31,7 +31,7 @@ final class RaftPaperTests: XCTestCase {
     /// §5.1: a node that sees a higher term becomes a follower of that term.
     func testHigherTermMakesFollower() throws {
         let (n, _) = try node(1)
-        n.campaign()
+        try n.campaign()
         XCTAssertEqual(n.status.role, .candidate)
         var m = RaftMessage(type: .app, to: 1, from: 2, term: 5)
         m.index = 0
@@ -68,7 +68,7 @@ final class RaftPaperTests: XCTestCase {
     /// §5.2: a candidate with a quorum of votes becomes leader and appends an empty entry.
     func testQuorumOfVotesElects() throws {
         let (n, _) = try node(1, voters: [1, 2, 3, 4, 5])
-        n.campaign()
+        try n.campaign()
         try n.step(RaftMessage(type: .voteResp, to: 1, from: 2, term: 1))
         XCTAssertEqual(n.status.role, .candidate)
         try n.step(RaftMessage(type: .voteResp, to: 1, from: 3, term: 1))
@@ -80,7 +80,7 @@ final class RaftPaperTests: XCTestCase {
     /// §5.2: a quorum of rejections sends the candidate back to follower.
     func testQuorumOfRejectionsLoses() throws {
         let (n, _) = try node(1)
-        n.campaign()
+        try n.campaign()
         var reject = RaftMessage(type: .voteResp, to: 1, from: 2, term: 1)
         reject.reject = true
         try n.step(reject)
@@ -133,7 +133,7 @@ final class RaftPaperTests: XCTestCase {
     func testEntriesOfEarlierTermsAreNotCommittedByCounting() throws {
         // Node 1 has entries of term 2 that no one else has, and becomes leader in term 4.
         let (n, _) = try node(1, voters: [1, 2, 3], log: [RaftEntry(term: 1, index: 1), RaftEntry(term: 2, index: 2)], term: 3)
-        n.campaign()
+        try n.campaign()
         try n.step(RaftMessage(type: .voteResp, to: 1, from: 2, term: 4))
         XCTAssertEqual(n.status.role, .leader)
         XCTAssertEqual(n.status.term, 4)
@@ -151,7 +151,7 @@ final class RaftPaperTests: XCTestCase {
     /// Heartbeats carry min(match, commit) so a follower never commits past what it has.
     func testHeartbeatCommitIsBoundedByMatch() throws {
         let (n, _) = try node(1)
-        n.campaign()
+        try n.campaign()
         try n.step(RaftMessage(type: .voteResp, to: 1, from: 2, term: 1))
         try n.propose([1])
         var ack = RaftMessage(type: .appResp, to: 1, from: 2, term: 1)
@@ -182,7 +182,7 @@ final class RaftPaperTests: XCTestCase {
     /// Check-quorum: a leader that hears from no quorum for an election timeout steps down.
     func testCheckQuorumLeaderStepsDown() throws {
         let (n, _) = try node(1)
-        n.campaign()
+        try n.campaign()
         try n.step(RaftMessage(type: .voteResp, to: 1, from: 2, term: 1))
         XCTAssertEqual(n.status.role, .leader)
         for _ in 0..<10 { n.tick(); _ = try messages(n) }   // first round: everyone counts as active? no: only answers do
@@ -212,14 +212,14 @@ final class RaftPaperTests: XCTestCase {
         let storage = MemoryStorage(voters: [1, 2, 3])
         var config = RaftConfig(id: 1, seed: 3)
         config.preVote = true
-        let n = RawNode(config: config, storage: storage)
+        let n = try RawNode(config: config, storage: storage)
         for _ in 0..<25 { n.tick() }
         XCTAssertEqual(n.status.role, .preCandidate)
         XCTAssertEqual(n.status.term, 0, "no term change while pre-campaigning")
         let r = try n.ready()
         XCTAssertEqual(Set(r.messages.map(\.type)), [.preVote])
         XCTAssertEqual(r.messages.first?.term, 1, "asks for the term it would take")
-        n.advance(r)
+        try n.advance(r)
         // A granted pre-vote from one peer: a quorum (with its own), so the real election starts.
         var grant = RaftMessage(type: .preVoteResp, to: 1, from: 2, term: 1)
         grant.reject = false
@@ -233,11 +233,11 @@ final class RaftPaperTests: XCTestCase {
     /// a follower's request is forwarded and answered to it.
     func testReadIndex() throws {
         let (n, _) = try node(1)
-        n.campaign()
+        try n.campaign()
         try n.step(RaftMessage(type: .voteResp, to: 1, from: 2, term: 1))
         _ = try messages(n)
         n.readIndex(context: [9])
-        XCTAssertEqual(try messages(n).filter { $0.type == .heartbeat }, [], "no entry of term 1 committed yet: dropped")
+        XCTAssertEqual(try messages(n).filter { $0.type == .heartbeat }, [], "no entry of term 1 committed yet: the request waits")
         var ack = RaftMessage(type: .appResp, to: 1, from: 2, term: 1)
         ack.index = 1
         try n.step(ack)
@@ -248,13 +248,14 @@ final class RaftPaperTests: XCTestCase {
         XCTAssertEqual(beats.map(\.context), [[7], [7]])
         var r = try n.ready()
         XCTAssertEqual(r.readStates, [], "not before a quorum answered")
-        n.advance(r)
+        try n.advance(r)
         var answer = RaftMessage(type: .heartbeatResp, to: 1, from: 3, term: 1)
         answer.context = [7]
         try n.step(answer)
         r = try n.ready()
-        XCTAssertEqual(r.readStates, [ReadState(index: 1, context: [7])])
-        n.advance(r)
+        XCTAssertEqual(r.readStates, [ReadState(index: 1, context: [9]), ReadState(index: 1, context: [7])],
+                       "the waiting request went out once the term's entry committed; the quorum for [7] answers both")
+        try n.advance(r)
         // A follower's request: forwarded to the leader, answered with MsgReadIndexResp.
         var forwarded = RaftMessage(type: .readIndex, to: 1, from: 2)
         forwarded.entries = [RaftEntry(term: 0, index: 0, data: [5])]
@@ -281,7 +282,7 @@ final class RaftPaperTests: XCTestCase {
         m.entries = [RaftEntry(term: 1, index: UInt64.max), RaftEntry(term: 1, index: 0)]
         XCTAssertThrowsError(try n.step(m))
         let (leader, _) = try node(1)
-        leader.campaign()
+        try leader.campaign()
         try leader.step(RaftMessage(type: .voteResp, to: 1, from: 2, term: 1))
         var reject = RaftMessage(type: .appResp, to: 1, from: 2, term: 1)
         reject.reject = true

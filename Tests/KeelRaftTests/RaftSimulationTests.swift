@@ -50,7 +50,7 @@ final class RaftSimulation {
         config.heartbeatTicks = 1
         config.preVote = preVote
         config.checkQuorum = checkQuorum
-        return Node(storage: storage, raw: RawNode(config: config, storage: storage))
+        return Node(storage: storage, raw: try! RawNode(config: config, storage: storage))
     }
 
     func fail(_ message: String) { if failures.count < 5 { failures.append("step \(step): \(message)") } }
@@ -77,7 +77,7 @@ final class RaftSimulation {
                 if let known = applied[e.index], known != e { fail("node \(id) applied \(e) at \(e.index), another applied \(known)") }
                 applied[e.index] = e
             }
-            node.raw.advance(ready)
+            do { try node.raw.advance(ready) } catch { fail("advance on \(id): \(error)") }
         }
         nodes[id] = node
         checkLeader(id)
@@ -239,17 +239,17 @@ final class RaftSimulationTests: XCTestCase {
         XCTAssertEqual(sim.applied.count, Int(commit))
     }
 
-    func testProposalWithoutLeaderIsDropped() {
+    func testProposalWithoutLeaderIsDropped() throws {
         let storage = MemoryStorage(voters: [1, 2, 3])
-        let node = RawNode(config: RaftConfig(id: 1), storage: storage)
+        let node = try RawNode(config: RaftConfig(id: 1), storage: storage)
         XCTAssertThrowsError(try node.propose([1])) { XCTAssertEqual($0 as? RaftError, .proposalDropped) }
     }
 
     /// A single-node cluster elects itself and commits its proposals.
     func testSingleNode() throws {
         let storage = MemoryStorage(voters: [1])
-        let node = RawNode(config: RaftConfig(id: 1), storage: storage)
-        node.campaign()
+        let node = try RawNode(config: RaftConfig(id: 1), storage: storage)
+        try node.campaign()
         XCTAssertEqual(node.status.role, .leader)
         try node.propose(Array("x".utf8))
         let ready = try node.ready()
@@ -258,7 +258,7 @@ final class RaftSimulationTests: XCTestCase {
         XCTAssertEqual(ready.hardState, RaftHardState(term: 1, vote: 1, commit: 2))
         XCTAssertTrue(ready.messages.isEmpty)
         try storage.append(ready.entries)
-        node.advance(ready)
+        try node.advance(ready)
         XCTAssertFalse(node.hasReady)
     }
 }
