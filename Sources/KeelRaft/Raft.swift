@@ -6,7 +6,7 @@ public struct RaftConfig: Sendable {
     public var heartbeatTicks = 1
     /// Bytes of entries per append message, by etcd's encoded size (etcd server: 1 MiB).
     public var maxSizePerMessage: UInt64 = 1 << 20
-    /// Bytes of committed entries per `Ready` (0: no limit).
+    /// Bytes of committed entries per `Ready` (0: `maxSizePerMessage`, as etcd).
     public var maxCommittedSizePerReady: UInt64 = 0
     /// Bytes of proposed entries not yet committed before further proposals are dropped
     /// (0: no limit). Bounds the leader's memory when followers cannot keep up.
@@ -73,7 +73,7 @@ final class Raft {
         self.config = config
         rng = config.seed
         maxUncommittedSize = config.maxUncommittedEntriesSize == 0 ? .max : config.maxUncommittedEntriesSize
-        log = RaftLog(storage: storage, maxCommittedBytesPerReady: config.maxCommittedSizePerReady == 0 ? .max : config.maxCommittedSizePerReady)
+        log = RaftLog(storage: storage, maxCommittedBytesPerReady: config.maxCommittedSizePerReady == 0 ? config.maxSizePerMessage : config.maxCommittedSizePerReady)
         tracker = ProgressTracker(maxInflight: config.maxInflightMessages)
         readOnly = ReadOnlyQueue(option: config.readOnlyOption)
         let (hs, cs) = storage.initialState()
@@ -356,8 +356,11 @@ final class Raft {
             guard role != .leader, isPromotable else { return }
             // A node with unapplied conf changes must not campaign: it would count votes
             // under a configuration that is about to change.
-            if log.committed > log.applied {
-                let unapplied = try log.slice(log.applied + 1, log.committed + 1, maxBytes: .max)
+            // Entries below the first index are covered by a snapshot not yet applied, whose
+            // configuration is already in force (etcd 3.4 treats that case as fatal).
+            let firstUnapplied = max(log.applied + 1, log.firstIndex)
+            if log.committed + 1 > firstUnapplied {
+                let unapplied = try log.slice(firstUnapplied, log.committed + 1, maxBytes: .max)
                 if unapplied.contains(where: { $0.type == .confChange }) { return }
             }
             campaign(config.preVote ? .preElection : .election)
@@ -533,6 +536,14 @@ final class Raft {
         case myResponse:
             switch poll(m.from, m.type, granted: !m.reject) {
             case .won:
+                // Deliberate difference from etcd 3.4: a node removed by a conf change it
+                // applied while campaigning does not go on to lead a configuration it is not
+                // in; etcd 3.4 crashes here (nil progress in becomeLeader). A node demoted to
+                // learner meanwhile does win, as in etcd (it leads until it hands over).
+                if tracker.progress[id] == nil {
+                    becomeFollower(term: term, lead: 0)
+                    return
+                }
                 if role == .preCandidate {
                     campaign(.election)
                 } else {
@@ -669,6 +680,9 @@ final class Raft {
             return false
         }
         let cs = s.confState
+        // Deliberate difference from etcd 3.4, which looks only at voters and learners: a voter
+        // of the outgoing half of a joint configuration is a member too, and must be able to
+        // catch up (later etcd versions check it as well).
         guard cs.voters.contains(id) || cs.learners.contains(id) || cs.votersOutgoing.contains(id) else {
             // Not a member of the snapshot's configuration: ignore it.
             return false

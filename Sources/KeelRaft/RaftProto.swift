@@ -134,7 +134,8 @@ extension ConfChange {
             return (try? c.serializedBytes()) ?? []
         }
         var c = Raftpb_ConfChangeV2()
-        if transition != .auto { c.transition = Raftpb_ConfChangeTransition(rawValue: transition.rawValue) ?? .auto }
+        // etcd's gogo encoding always writes the transition, even `auto` (0).
+        c.transition = Raftpb_ConfChangeTransition(rawValue: transition.rawValue) ?? .auto
         c.changes = changes.map { s in
             var x = Raftpb_ConfChangeSingle()
             x.type = Raftpb_ConfChangeType(rawValue: s.type.rawValue) ?? .confChangeAddNode

@@ -67,3 +67,16 @@ final class EtcdScriptTests: XCTestCase {
         XCTAssertFalse(Self.run(altered, name: names[0]).isEmpty)
     }
 }
+
+extension EtcdScriptTests {
+    /// Debugging aid: `KEEL_RAFT_SCRIPT=path swift test --filter testRunScriptFromEnvironment`
+    /// prints KeelRaft's output for a script (run the same file through the etcdraft Go program
+    /// to compare).
+    func testRunScriptFromEnvironment() throws {
+        guard let path = ProcessInfo.processInfo.environment["KEEL_RAFT_SCRIPT"] else { throw XCTSkip("set KEEL_RAFT_SCRIPT") }
+        let env = InteractionEnv()
+        for d in InteractionEnv.parse(try String(contentsOfFile: path, encoding: .utf8)) {
+            print("=== \(d.line)\n" + env.handle(d.command, d.args, input: d.input))
+        }
+    }
+}

@@ -49,6 +49,7 @@ final class InteractionEnv {
         var err: String?
         do {
             switch cmd {
+            case "config": configure(args)
             case "add-nodes": try addNodes(args)
             case "campaign": try nodes[idx(args)].raw.campaign()
             case "compact": try compact(idx(args), UInt64(args[1].key)!)
@@ -77,6 +78,23 @@ final class InteractionEnv {
     }
 
     private func idx(_ args: [Arg]) -> Int { Int(args[0].key)! - 1 }
+
+    /// `config prevote=true checkquorum=true maxuncommitted=N maxsize=N maxinflight=N`: for nodes added later.
+    private func configure(_ args: [Arg]) {
+        var tweaks: [(inout RaftConfig) -> Void] = []
+        for a in args {
+            guard let v = a.vals.first else { continue }
+            switch a.key {
+            case "prevote": tweaks.append { $0.preVote = v == "true" }
+            case "checkquorum": tweaks.append { $0.checkQuorum = v == "true" }
+            case "maxuncommitted": tweaks.append { $0.maxUncommittedEntriesSize = UInt64(v)! }
+            case "maxsize": tweaks.append { $0.maxSizePerMessage = UInt64(v)! }
+            case "maxinflight": tweaks.append { $0.maxInflightMessages = Int(v)! }
+            default: break
+            }
+        }
+        onConfig = { c in for t in tweaks { t(&c) } }
+    }
 
     private func setLevel(_ name: String) {
         let names = ["debug", "info", "warn", "error", "fatal", "none"]
