@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "KeelWAL", targets: ["KeelWAL"]),
         .library(name: "KeelMVCC", targets: ["KeelMVCC"]),
         .library(name: "KeelRaft", targets: ["KeelRaft"]),
+        .library(name: "KeelRaftSim", targets: ["KeelRaftSim"]),
         .executable(name: "keelutl", targets: ["keelutl"]),
     ],
     dependencies: [
@@ -44,6 +45,8 @@ let package = Package(
                                                  .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         // Raft as a pure state machine (no clocks, threads, sockets or files).
         .target(name: "KeelRaft", dependencies: ["KeelProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        // A seeded in-process cluster checking Raft's safety properties (tests and `keelutl raft-sim`).
+        .target(name: "KeelRaftSim", dependencies: ["KeelRaft", "KeelIO"]),
         // The fdatasync latency profiler.
         .target(name: "KeelDiskProfiler", dependencies: ["KeelIO"]),
         // Offline inspection behind `keelutl` (bbolt files, etcd schema, WAL and snap files).
@@ -57,7 +60,7 @@ let package = Package(
         .target(name: "KeelBench", dependencies: ["KeelBackend", "KeelBolt", "KeelIO", "KeelWAL", "KeelMVCC", "KeelProto"]),
         // Offline tools. Never links gRPC or NIO, so its release build stays quick.
         .executableTarget(name: "keelutl", dependencies: [
-            "KeelBolt", "KeelIO", "KeelBench", "KeelWAL", "KeelDiskProfiler", "KeelInspect", "KeelBackend", "KeelLMDB", "KeelProto", "KeelMVCC",
+            "KeelBolt", "KeelIO", "KeelBench", "KeelWAL", "KeelDiskProfiler", "KeelInspect", "KeelBackend", "KeelLMDB", "KeelProto", "KeelMVCC", "KeelRaft", "KeelRaftSim",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Helpers shared by the test targets (temporary directories, seeds, Go interop programs).
@@ -66,7 +69,7 @@ let package = Package(
         .testTarget(name: "KeelBoltTests", dependencies: ["KeelBolt", "KeelIO", "KeelTestSupport"]),
         .testTarget(name: "KeelWALTests", dependencies: ["KeelWAL", "KeelProto", "KeelIO", "KeelDiskProfiler", "KeelTestSupport"]),
         .testTarget(name: "KeelInspectTests", dependencies: ["KeelInspect", "KeelBolt", "KeelIO", "KeelTestSupport", "KeelFuzz"]),
-        .testTarget(name: "KeelRaftTests", dependencies: ["KeelRaft", "KeelProto", "KeelIO", "KeelTestSupport"]),
+        .testTarget(name: "KeelRaftTests", dependencies: ["KeelRaft", "KeelRaftSim", "KeelProto", "KeelIO", "KeelTestSupport"]),
         .testTarget(name: "KeelMVCCTests", dependencies: ["KeelMVCC", "KeelBackend", "KeelBolt", "KeelLMDB", "KeelProto", "KeelIO", "KeelTestSupport"]),
         .testTarget(name: "KeelBackendTests", dependencies: ["KeelBackend", "KeelBench", "KeelBolt", "KeelLMDB", "KeelIO", "KeelTestSupport"]),
     ],

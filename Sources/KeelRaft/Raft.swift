@@ -26,6 +26,11 @@ public struct RaftConfig: Sendable {
     public var readOnlyOption = ReadOnlyOption.safe
     /// Followers drop proposals instead of forwarding them to the leader.
     public var disableProposalForwarding = false
+    /// A leader that applies its own removal (or demotion to learner) hands over to an
+    /// up-to-date voter and steps down. etcd 3.4's raft keeps leading in that case (its own
+    /// test script marks this as a known problem) and leaves it to the server to stop the
+    /// member; Keel does it in Raft. Off reproduces etcd 3.4 message for message.
+    public var stepDownWhenRemoved = true
 
     public init(id: UInt64, seed: UInt64 = 0) {
         self.id = id
@@ -724,8 +729,17 @@ final class Raft {
         let mine = tracker.progress[id]
         isLearner = mine?.isLearner ?? false
         if (mine == nil || isLearner) && role == .leader {
-            // A leader removed or demoted keeps leading until a new leader takes over (so the
-            // change itself commits); it stops counting itself for commitment.
+            if config.stepDownWhenRemoved {
+                // The change is applied, so it is committed: hand over to the most up-to-date
+                // voter at once (it campaigns without waiting for a timeout) and step down.
+                let last = log.lastIndex
+                if let heir = cfg.voters.incoming.ids.filter({ $0 != id && tracker.progress[$0]?.match == last }).first {
+                    send(RaftMessage(type: .timeoutNow, to: heir))
+                }
+                becomeFollower(term: term, lead: 0)
+            }
+            // etcd 3.4 keeps leading (without counting itself), heartbeating followers that
+            // then never elect a new leader, while dropping every proposal.
             return cs
         }
         guard role == .leader, !cs.voters.isEmpty else { return cs }

@@ -10,6 +10,6 @@ struct Keelutl: ParsableCommand {
                       InfoCommand.self, BucketsCommand.self, KeysCommand.self, GetCommand.self,
                       SnapshotCommand.self, EtcdCommand.self, WALCommand.self,
                       PagesCommand.self, PageCommand.self, PageItemCommand.self, DumpCommand.self, StatsCommand.self, CompactCommand.self,
-                      SnapCommand.self, LMDBCommand.self]
+                      SnapCommand.self, LMDBCommand.self, RaftSimCommand.self]
     )
 }

@@ -131,6 +131,8 @@ final class InteractionEnv {
             config.maxInflightMessages = Int(Int32.max)
             config.checkQuorum = false
             config.preVote = false
+            // etcd 3.4's behaviour (see RaftConfig.stepDownWhenRemoved), for comparisons.
+            config.stepDownWhenRemoved = false
             onConfig?(&config)
             history.append([snap])
             nodes.append(Node(raw: try RawNode(config: config, storage: storage), storage: storage, config: config))
