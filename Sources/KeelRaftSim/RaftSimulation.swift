@@ -115,8 +115,22 @@ public final class RaftSimulation {
                 node.applied = snap.index
                 snapshotsInstalled += 1
             }
+            let before = node.storage.hardState
             do { try node.storage.append(ready.entries) } catch { fail("append on \(id): \(error)") }
             if let hs = ready.hardState { node.storage.setHardState(hs) }
+            // Ready's rules: what a message acknowledges is durable once this Ready is persisted,
+            // and MustSync says whether that needs an fdatasync.
+            let hs = node.storage.hardState
+            let mustSync = !ready.entries.isEmpty || hs.term != before.term || hs.vote != before.vote
+            if ready.mustSync != mustSync { fail("node \(id): MustSync \(ready.mustSync), expected \(mustSync)") }
+            for m in ready.messages {
+                if m.type == .appResp && !m.reject && m.term == hs.term && m.index > node.storage.lastIndex() {
+                    fail("node \(id) acknowledges index \(m.index) beyond its persisted log \(node.storage.lastIndex())")
+                }
+                if (m.type == .voteResp) && !m.reject && (hs.vote != m.to || hs.term != m.term) {
+                    fail("node \(id) grants its vote to \(m.to) in term \(m.term) before persisting it (hard state \(hs))")
+                }
+            }
             for m in ready.messages {
                 network.append((step + 1 + Int(rng.next() % 3), m))
                 if rng.next() % 100 < 5 { network.append((step + 1 + Int(rng.next() % 6), m)) }  // duplicate
