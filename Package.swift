@@ -18,6 +18,8 @@ let package = Package(
         .library(name: "KeelRaft", targets: ["KeelRaft"]),
         .library(name: "KeelRaftSim", targets: ["KeelRaftSim"]),
         .executable(name: "keelutl", targets: ["keelutl"]),
+        // Benchmarks only: LD_PRELOAD it to count allocations (`keelutl bench raft` reports them).
+        .library(name: "KeelMallocCount", type: .dynamic, targets: ["CKeelMallocCount"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", exact: "1.8.2"),
@@ -56,8 +58,10 @@ let package = Package(
         .target(name: "KeelFuzz", dependencies: ["KeelBolt", "KeelWAL", "KeelIO"]),
         .executableTarget(name: "FuzzBoltFile", dependencies: ["KeelFuzz"]),
         .executableTarget(name: "FuzzWALSegment", dependencies: ["KeelFuzz"]),
+        // An allocation counter loaded with LD_PRELOAD by the benchmarks; nothing links it.
+        .target(name: "CKeelMallocCount"),
         // The `keelutl bench` workloads.
-        .target(name: "KeelBench", dependencies: ["KeelBackend", "KeelBolt", "KeelIO", "KeelWAL", "KeelMVCC", "KeelProto"]),
+        .target(name: "KeelBench", dependencies: ["KeelBackend", "KeelBolt", "KeelIO", "KeelWAL", "KeelMVCC", "KeelProto", "KeelRaft"]),
         // Offline tools. Never links gRPC or NIO, so its release build stays quick.
         .executableTarget(name: "keelutl", dependencies: [
             "KeelBolt", "KeelIO", "KeelBench", "KeelWAL", "KeelDiskProfiler", "KeelInspect", "KeelBackend", "KeelLMDB", "KeelProto", "KeelMVCC", "KeelRaft", "KeelRaftSim",

@@ -106,14 +106,14 @@ struct ConfChanger {
         if isLearner { cfg.learners.insert(id) } else { cfg.voters.incoming.insert(id) }
         // Starts probing at the last index (etcd does the same); counted as active so a
         // leader that just added it does not step down at the next check-quorum.
-        var p = Progress(next: lastIndex, maxInflight: maxInflight, isLearner: isLearner)
+        let p = Progress(next: lastIndex, maxInflight: maxInflight, isLearner: isLearner)
         p.recentActive = true
         prs[id] = p
     }
 
     private func checkedCopy() throws(RaftError) -> Result {
         try checkInvariants(config, progress)
-        return (config, progress)
+        return (config, progress.mapValues { $0.clone() })
     }
 
     private func checkInvariants(_ cfg: TrackerConfig, _ prs: [UInt64: Progress]) throws(RaftError) {

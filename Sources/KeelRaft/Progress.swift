@@ -49,8 +49,10 @@ struct Inflights {
     }
 }
 
-/// What a leader knows of one follower's log (etcd's `Progress`).
-struct Progress {
+/// What a leader knows of one follower's log (etcd's `Progress`). A class, so the leader's
+/// hot path updates it in place (a struct in a dictionary would copy its inflight buffer on
+/// every change); the conf changer works on `clone()`s.
+final class Progress {
     enum State: String {
         /// One append at a time until the follower's log is found to match.
         case probe
@@ -69,18 +71,18 @@ struct Progress {
     }
 
     /// The highest index known to match the leader's log.
-    var match: UInt64 = 0
+    @exclusivity(unchecked) var match: UInt64 = 0
     /// The next index to send.
-    var next: UInt64
-    var state = State.probe
+    @exclusivity(unchecked) var next: UInt64
+    @exclusivity(unchecked) var state = State.probe
     /// In snapshot state: the index of the snapshot sent.
-    var pendingSnapshot: UInt64 = 0
+    @exclusivity(unchecked) var pendingSnapshot: UInt64 = 0
     /// Heard from since the last check-quorum round.
-    var recentActive = false
+    @exclusivity(unchecked) var recentActive = false
     /// In probe state: one append is out, wait for its answer or a heartbeat response.
-    var probeSent = false
-    var inflights: Inflights
-    var isLearner = false
+    @exclusivity(unchecked) var probeSent = false
+    @exclusivity(unchecked) var inflights: Inflights
+    @exclusivity(unchecked) var isLearner = false
 
     init(next: UInt64, maxInflight: Int, isLearner: Bool = false) {
         self.next = next
@@ -88,14 +90,26 @@ struct Progress {
         self.isLearner = isLearner
     }
 
-    private mutating func resetState(_ s: State) {
+    /// An independent copy (etcd's changer copies progress by value).
+    func clone() -> Progress {
+        let p = Progress(next: next, maxInflight: inflights.capacity, isLearner: isLearner)
+        p.match = match
+        p.state = state
+        p.pendingSnapshot = pendingSnapshot
+        p.recentActive = recentActive
+        p.probeSent = probeSent
+        p.inflights = inflights
+        return p
+    }
+
+    private func resetState(_ s: State) {
         probeSent = false
         pendingSnapshot = 0
         state = s
         inflights.reset()
     }
 
-    mutating func becomeProbe() {
+    func becomeProbe() {
         if state == .snapshot {
             let pending = pendingSnapshot
             resetState(.probe)
@@ -106,18 +120,18 @@ struct Progress {
         }
     }
 
-    mutating func becomeReplicate() {
+    func becomeReplicate() {
         resetState(.replicate)
         next = match + 1
     }
 
-    mutating func becomeSnapshot(_ index: UInt64) {
+    func becomeSnapshot(_ index: UInt64) {
         resetState(.snapshot)
         pendingSnapshot = index
     }
 
     /// An acknowledgement of `n`: true when it moved `match`.
-    mutating func maybeUpdate(_ n: UInt64) -> Bool {
+    func maybeUpdate(_ n: UInt64) -> Bool {
         var updated = false
         if match < n {
             match = n
@@ -129,7 +143,7 @@ struct Progress {
     }
 
     /// A rejection of the append at `rejected` (the follower's last index is `last`).
-    mutating func maybeDecrease(rejected: UInt64, last: UInt64) -> Bool {
+    func maybeDecrease(rejected: UInt64, last: UInt64) -> Bool {
         if state == .replicate {
             if rejected <= match { return false }
             next = match + 1

@@ -4,12 +4,12 @@
 final class RaftLog {
     let storage: any RaftStorage
     /// A snapshot received from the leader and not yet persisted.
-    private(set) var unstableSnapshot: RaftSnapshot?
+    @exclusivity(unchecked) private(set) var unstableSnapshot: RaftSnapshot?
     /// Entries not yet persisted; `unstable[0]` has index `unstableOffset`.
-    private(set) var unstable: [RaftEntry] = []
-    private(set) var unstableOffset: UInt64
-    var committed: UInt64 = 0
-    var applied: UInt64 = 0
+    @exclusivity(unchecked) private(set) var unstable: [RaftEntry] = []
+    @exclusivity(unchecked) private(set) var unstableOffset: UInt64
+    @exclusivity(unchecked) var committed: UInt64 = 0
+    @exclusivity(unchecked) var applied: UInt64 = 0
     /// The most bytes of committed entries handed out in one `Ready`.
     let maxCommittedBytesPerReady: UInt64
 
@@ -91,6 +91,16 @@ final class RaftLog {
         return lastIndex
     }
 
+    /// Appends one entry right after the last (the leader's proposal path).
+    func appendOne(_ e: RaftEntry) throws(RaftError) -> UInt64 {
+        if e.index - 1 < committed { throw RaftError.corrupt("append after \(e.index - 1) is below the commit index \(committed)") }
+        if e.index == unstableOffset + UInt64(unstable.count) {
+            unstable.append(e)
+            return e.index
+        }
+        return try append([e])
+    }
+
     /// The index of the first entry whose term conflicts with ours (or that we lack); 0 if none.
     func findConflict(_ entries: [RaftEntry]) -> UInt64 {
         for e in entries where !matchTerm(e.index, e.term) { return e.index }
@@ -111,7 +121,8 @@ final class RaftLog {
         let conflict = findConflict(entries)
         if conflict != 0 {
             if conflict <= committed { throw RaftError.corrupt("entry \(conflict) conflicts with committed entry (committed \(committed))") }
-            try append(Array(entries[Int(conflict - index - 1)...]))
+            let from = Int(conflict - index - 1)
+            try append(from == 0 ? entries : Array(entries[from...]))
         }
         try self.commit(to: min(commit, lastNew))
         return lastNew
@@ -188,7 +199,12 @@ final class RaftLog {
     /// The caller persisted entries up to (index, term): they are no longer unstable.
     func stable(to index: UInt64, term t: UInt64) {
         guard let gt = unstableTerm(index), gt == t, index >= unstableOffset else { return }
-        unstable.removeFirst(Int(index - unstableOffset + 1))
+        let n = Int(index - unstableOffset + 1)
+        if n == unstable.count {
+            unstable.removeAll(keepingCapacity: true)
+        } else {
+            unstable.removeFirst(n)
+        }
         unstableOffset = index + 1
     }
 

@@ -56,8 +56,8 @@ public struct RaftStatus: Sendable, Equatable {
 /// Not thread-safe; one owner drives it.
 public final class RawNode {
     let raft: Raft
-    private var previousSoftState: SoftState
-    private var previousHardState: RaftHardState
+    @exclusivity(unchecked) private var previousSoftState: SoftState
+    @exclusivity(unchecked) private var previousHardState: RaftHardState
 
     /// - Throws: `.corrupt` when the storage's hard state or configuration is inconsistent
     ///   (a commit index beyond the log, a configuration that cannot be rebuilt).
@@ -76,6 +76,8 @@ public final class RawNode {
     /// - Throws: `.proposalDropped` when no leader is known, a transfer is in progress, or the
     ///   uncommitted-size limit is reached.
     public func propose(_ data: [UInt8]) throws(RaftError) {
+        // The leader appends directly (no message, no entries array); others go through step.
+        if raft.role == .leader { return try raft.proposeAsLeader(data) }
         var m = RaftMessage(type: .prop, from: raft.id)
         m.entries = [RaftEntry(term: 0, index: 0, data: data)]
         try raft.step(m)

@@ -34,7 +34,7 @@ func limitSize(_ entries: [RaftEntry], _ maxBytes: UInt64) -> [RaftEntry] {
 public final class MemoryStorage: RaftStorage {
     public private(set) var hardState = RaftHardState()
     public private(set) var currentSnapshot = RaftSnapshot()
-    private var log: [RaftEntry] = [RaftEntry(term: 0, index: 0)]
+    @exclusivity(unchecked) private var log: [RaftEntry] = [RaftEntry(term: 0, index: 0)]
 
     public init() {}
 

@@ -75,6 +75,12 @@ public enum MessageType: Int, Sendable {
     }
 }
 
+/// An immutable box for a message's snapshot.
+final class SnapshotBox: Sendable {
+    let value: RaftSnapshot
+    init(_ value: RaftSnapshot) { self.value = value }
+}
+
 /// The membership a snapshot (or the log up to an index) implies: etcd's `ConfState`. In a
 /// joint configuration `votersOutgoing` is the old voter set and `voters` the new one.
 public struct ConfState: Sendable, Equatable {
@@ -201,8 +207,19 @@ public struct RaftMessage: Sendable, Equatable {
     public var reject = false
     public var rejectHint: UInt64 = 0
     public var context: [UInt8] = []
-    /// The snapshot a `MsgSnap` carries.
-    public var snapshot: RaftSnapshot?
+    /// The snapshot a `MsgSnap` carries (boxed: most messages have none, and a small
+    /// message is cheap to copy).
+    public var snapshot: RaftSnapshot? {
+        get { snapshotBox?.value }
+        set { snapshotBox = newValue.map(SnapshotBox.init) }
+    }
+    private var snapshotBox: SnapshotBox?
+
+    public static func == (a: RaftMessage, b: RaftMessage) -> Bool {
+        a.type == b.type && a.to == b.to && a.from == b.from && a.term == b.term && a.logTerm == b.logTerm && a.index == b.index &&
+            a.entries == b.entries && a.commit == b.commit && a.reject == b.reject && a.rejectHint == b.rejectHint &&
+            a.context == b.context && a.snapshot == b.snapshot
+    }
 
     public init(type: MessageType, to: UInt64 = 0, from: UInt64 = 0, term: UInt64 = 0) {
         self.type = type

@@ -11,7 +11,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks: the storage engines (default) or the WAL (`keelutl bench wal`).",
-        subcommands: [StorageBenchCommand.self, WALBenchCommand.self, MVCCBenchCommand.self],
+        subcommands: [StorageBenchCommand.self, WALBenchCommand.self, MVCCBenchCommand.self, RaftBenchCommand.self],
         defaultSubcommand: StorageBenchCommand.self
     )
 }
