@@ -58,6 +58,8 @@ public final class RaftSimulation {
     public private(set) var snapshotsInstalled = 0
     public private(set) var confChangesApplied = 0
     public private(set) var transfers = 0
+    /// Members whose removal was proposed: never added again.
+    var removed: Set<UInt64> = []
     let options: Options
 
     public init(size: Int, seed: UInt64, options: Options = Options()) {
@@ -271,15 +273,19 @@ public final class RaftSimulation {
             try? nodes[l]!.raw.proposeConfChange(ConfChange(changes: []))
             return
         }
-        let outside = ids.filter { !cs.voters.contains($0) && !cs.learners.contains($0) }
+        // A removed member never comes back under the same ID (etcd refuses it too: a node
+        // that missed its removal could not be caught up by a snapshot that excludes it).
+        let outside = ids.filter { !cs.voters.contains($0) && !cs.learners.contains($0) && !removed.contains($0) }
         var change: ConfChangeSingle?
         switch rng.next() % 3 {
         case 0: if let id = outside.first { change = ConfChangeSingle(.addLearnerNode, id) }
-        case 1: if let id = cs.learners.first { change = ConfChangeSingle(.addNode, id) } else if let id = outside.first { change = ConfChangeSingle(.addNode, id) }
+        case 1:
+            if let id = cs.learners.first(where: { !removed.contains($0) }) { change = ConfChangeSingle(.addNode, id) } else if let id = outside.first { change = ConfChangeSingle(.addNode, id) }
         default:
             if cs.voters.count > 3 { change = ConfChangeSingle(.removeNode, cs.voters[Int(rng.next() % UInt64(cs.voters.count))]) }
         }
         guard let c = change else { return }
+        if c.type == .removeNode { removed.insert(c.nodeID) }
         let cc: ConfChange
         switch rng.next() % 3 {
         case 0: cc = ConfChange(v1: c.type, nodeID: c.nodeID)

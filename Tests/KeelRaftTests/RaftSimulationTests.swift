@@ -21,11 +21,13 @@ final class RaftSimulationTests: XCTestCase {
         print("\(size) nodes: \(seeds.count) seeds × \(steps) steps, \(commits) entries applied, \(reads) reads answered, \(snapshots) snapshots installed, \(changes) conf changes applied")
     }
 
-    func testThreeNodes() { simulate(size: 3, seeds: 0..<120, steps: 400) }
-    func testFiveNodes() { simulate(size: 5, seeds: 0..<50, steps: 400) }
-    func testThreeNodesPreVote() { simulate(size: 3, seeds: 0..<100, steps: 400, options: .init(preVote: true)) }
-    func testFiveNodesPreVoteWithoutCheckQuorum() { simulate(size: 5, seeds: 0..<40, steps: 400, options: .init(preVote: true, checkQuorum: false)) }
-    func testThreeNodesWithoutMembershipChanges() { simulate(size: 3, seeds: 0..<60, steps: 400, options: .init(membership: false)) }
+    // About 2,000 seeds per run, each a different schedule of faults (replay a failure with
+    // its KEEL_SEED or with `keelutl raft-sim`, which runs millions of steps).
+    func testThreeNodes() { simulate(size: 3, seeds: 0..<700, steps: 300) }
+    func testFiveNodes() { simulate(size: 5, seeds: 0..<300, steps: 300) }
+    func testThreeNodesPreVote() { simulate(size: 3, seeds: 0..<500, steps: 300, options: .init(preVote: true)) }
+    func testFiveNodesPreVoteWithoutCheckQuorum() { simulate(size: 5, seeds: 0..<250, steps: 300, options: .init(preVote: true, checkQuorum: false)) }
+    func testThreeNodesWithoutMembershipChanges() { simulate(size: 3, seeds: 0..<250, steps: 300, options: .init(membership: false)) }
 
     func testElectionAndReplicationWithoutFaults() throws {
         let sim = RaftSimulation(size: 3, seed: 7, options: .init(membership: false))
