@@ -58,6 +58,8 @@ public final class RawNode {
     let raft: Raft
     @exclusivity(unchecked) private var previousSoftState: SoftState
     @exclusivity(unchecked) private var previousHardState: RaftHardState
+    /// An empty message buffer with capacity, taken back from the last advanced Ready.
+    @exclusivity(unchecked) private var recycledMessages: [RaftMessage] = []
 
     /// - Throws: `.corrupt` when the storage's hard state or configuration is inconsistent
     ///   (a commit index beyond the log, a configuration that cannot be rebuilt).
@@ -153,13 +155,18 @@ public final class RawNode {
                       messages: raft.messages, committedEntries: try raft.log.nextCommitted(), readStates: raft.readStates,
                       mustSync: !entries.isEmpty || hs.vote != previousHardState.vote || hs.term != previousHardState.term)
         previousSoftState = ss
-        raft.messages.removeAll(keepingCapacity: true)
-        raft.readStates = []
+        // The messages buffer goes out with the Ready; the one `advance` recycled comes in.
+        raft.messages = recycledMessages
+        recycledMessages = []
+        if !raft.readStates.isEmpty { raft.readStates = [] }
         return r
     }
 
     /// The `Ready` was carried out: its entries and snapshot are stable, its committed entries applied.
-    public func advance(_ ready: Ready) throws(RaftError) {
+    ///
+    /// The Ready is consumed: when the caller keeps no copy of it, its buffers are reused for
+    /// the next one, so a steady stream of Readies allocates little.
+    public func advance(_ ready: consuming Ready) throws(RaftError) {
         if let hs = ready.hardState, !hs.isEmpty { previousHardState = hs }
         let applied = ready.committedEntries.last?.index ?? ready.snapshot?.index ?? 0
         if applied > 0 {
@@ -167,8 +174,17 @@ public final class RawNode {
             raft.appliedAdvanced(to: applied)
         }
         raft.reduceUncommittedSize(ready.committedEntries)
-        if let last = ready.entries.last { raft.log.stable(to: last.index, term: last.term) }
+        let last = ready.entries.last
+        // Drop this Ready's reference to the unstable buffer first, so the log can empty it in place.
+        ready.entries = []
+        if let last { raft.log.stable(to: last.index, term: last.term) }
         if let s = ready.snapshot { raft.log.stableSnapshot(to: s.index) }
+        var messages = ready.messages
+        ready.messages = []
+        if messages.capacity > 0 && recycledMessages.capacity == 0 {
+            messages.removeAll(keepingCapacity: true)
+            recycledMessages = messages
+        }
     }
 
     public var status: RaftStatus {
