@@ -290,4 +290,50 @@ final class RaftPaperTests: XCTestCase {
         reject.rejectHint = .max
         XCTAssertNoThrow(try leader.step(reject))
     }
+
+    /// §5.2: a candidate that hears from a leader of its own term steps down and follows it.
+    func testCandidateYieldsToLeaderOfSameTerm() throws {
+        let (n, _) = try node(1)
+        try n.campaign()
+        XCTAssertEqual(n.status.role, .candidate)
+        var hb = RaftMessage(type: .heartbeat, to: 1, from: 3, term: n.status.term)
+        hb.commit = 0
+        try n.step(hb)
+        XCTAssertEqual(n.status.role, .follower)
+        XCTAssertEqual(n.status.lead, 3)
+        XCTAssertEqual(n.status.term, 1, "same term")
+    }
+
+    /// §5.3 (leader append-only): a leader never overwrites or deletes its own entries; entries
+    /// it proposes follow its last one, and a follower's stale answer does not move them.
+    func testLeaderAppendsOnly() throws {
+        let (n, s) = try node(1, log: [RaftEntry(term: 1, index: 1), RaftEntry(term: 1, index: 2)], term: 1)
+        try n.campaign()
+        try n.step(RaftMessage(type: .voteResp, to: 1, from: 2, term: 2))
+        XCTAssertEqual(n.status.role, .leader)
+        try n.propose([9])
+        _ = try messages(n)
+        var reject = RaftMessage(type: .appResp, to: 1, from: 3, term: 2)
+        reject.index = 3
+        reject.reject = true
+        reject.rejectHint = 0
+        try n.step(reject)
+        _ = try messages(n)
+        let log = try s.entries(1, s.lastIndex() + 1, maxBytes: .max)
+        XCTAssertEqual(log.map(\.index), [1, 2, 3, 4])
+        XCTAssertEqual(log.map(\.term), [1, 1, 2, 2], "old entries kept, the empty entry and the proposal appended")
+        XCTAssertEqual(log.last?.data, [9])
+    }
+
+    /// §5.4.1: a node's log must be at least as up to date as the candidate's by last term
+    /// first, then by length — a longer log with an older last term loses.
+    func testUpToDateComparesLastTermBeforeLength() throws {
+        let (n, _) = try node(2, log: [RaftEntry(term: 1, index: 1), RaftEntry(term: 3, index: 2)], term: 3)
+        var m = RaftMessage(type: .vote, to: 2, from: 1, term: 4)
+        m.index = 9
+        m.logTerm = 2
+        try n.step(m)
+        XCTAssertEqual(try messages(n).first { $0.type == .voteResp }?.reject, true, "nine entries ending in term 2 are behind two ending in term 3")
+    }
+
 }
