@@ -106,7 +106,7 @@ struct ConfChanger {
         if isLearner { cfg.learners.insert(id) } else { cfg.voters.incoming.insert(id) }
         // Starts probing at the last index (etcd does the same); counted as active so a
         // leader that just added it does not step down at the next check-quorum.
-        let p = Progress(next: lastIndex, maxInflight: maxInflight, isLearner: isLearner)
+        let p = Progress(next: max(lastIndex, 1), maxInflight: maxInflight, isLearner: isLearner)
         p.recentActive = true
         prs[id] = p
     }

@@ -113,16 +113,16 @@ final class Progress {
         if state == .snapshot {
             let pending = pendingSnapshot
             resetState(.probe)
-            next = max(match + 1, pending + 1)
+            next = max(match &+ 1, pending &+ 1)
         } else {
             resetState(.probe)
-            next = match + 1
+            next = match &+ 1
         }
     }
 
     func becomeReplicate() {
         resetState(.replicate)
-        next = match + 1
+        next = match &+ 1
     }
 
     func becomeSnapshot(_ index: UInt64) {
@@ -146,7 +146,7 @@ final class Progress {
     func maybeDecrease(rejected: UInt64, last: UInt64) -> Bool {
         if state == .replicate {
             if rejected <= match { return false }
-            next = match + 1
+            next = match &+ 1
             return true
         }
         if next == 0 || next - 1 != rejected { return false }

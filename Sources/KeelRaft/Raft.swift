@@ -244,6 +244,7 @@ final class Raft {
         if failed {
             // The entries are gone: send the snapshot, if the follower is listening.
             guard p.recentActive else { return false }
+            // No snapshot yet (or one being made): try again later (etcd 3.4 panics on an empty one).
             guard let snap = try? log.snapshot(), !snap.isEmpty else { return false }
             m.type = .snap
             m.snapshot = snap
@@ -453,6 +454,11 @@ final class Raft {
                 } else {
                 }
                 return
+            }
+            // A follower cannot hold entries this leader never had (the leader's log only
+            // grows in its term): such an answer comes from a broken peer.
+            if m.index > log.lastIndex {
+                throw RaftError.corrupt("MsgAppResp from \(m.from) acknowledges index \(m.index) beyond the leader's last index \(log.lastIndex)")
             }
             let wasPaused = p.isPaused
             guard p.maybeUpdate(m.index) else {
@@ -706,12 +712,16 @@ final class Raft {
             try log.commit(to: s.index)
             return false
         }
+        // Rebuild the snapshot's configuration before changing anything: a configuration that
+        // cannot be built (a node both voter and learner, no voters) is refused as a whole.
+        let restored = try ConfChanger.restore(cs, maxInflight: config.maxInflightMessages, lastIndex: s.index)
+        guard restored.config.confState.isEquivalent(to: cs) else {
+            throw RaftError.corrupt("snapshot \(s.index) from the leader has an inconsistent configuration \(cs)")
+        }
         log.restore(s)
         tracker = ProgressTracker(maxInflight: config.maxInflightMessages)
-        let restored = try ConfChanger.restore(cs, maxInflight: config.maxInflightMessages, lastIndex: log.lastIndex)
-        let got = switchToConfig(restored.config, restored.progress)
-        guard got.isEquivalent(to: cs) else { throw RaftError.corrupt("snapshot configuration \(cs) restored as \(got)") }
-        if let p = tracker.progress[id] { _ = tracker.progress[id]?.maybeUpdate(p.next - 1) }
+        switchToConfig(restored.config, restored.progress)
+        if let p = tracker.progress[id] { _ = p.maybeUpdate(p.next &- 1) }
         return true
     }
 

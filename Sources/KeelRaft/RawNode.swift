@@ -106,6 +106,9 @@ public final class RawNode {
     ///   a node not in the configuration, `.proposalDropped`, or `.corrupt` for a malformed message.
     public func step(_ m: RaftMessage) throws(RaftError) {
         if m.type.isLocal { throw RaftError.stepLocalMessage }
+        // A term at its maximum cannot be followed by another election: refuse it rather
+        // than let a peer push this node into a term it can never leave.
+        if m.term == .max { throw RaftError.corrupt("\(m.type.name) from \(m.from) carries term \(m.term), which leaves no room for another election") }
         if raft.tracker.progress[m.from] == nil && m.type.isResponse { throw RaftError.stepPeerNotFound }
         try raft.step(m)
     }

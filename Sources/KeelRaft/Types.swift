@@ -98,10 +98,10 @@ public struct ConfState: Sendable, Equatable {
         self.autoLeave = autoLeave
     }
 
-    /// Equal as sets (the order of IDs does not matter).
+    /// Equal as sets (neither the order nor repetitions of IDs matter).
     public func isEquivalent(to other: ConfState) -> Bool {
-        voters.sorted() == other.voters.sorted() && learners.sorted() == other.learners.sorted() &&
-            votersOutgoing.sorted() == other.votersOutgoing.sorted() && learnersNext.sorted() == other.learnersNext.sorted() &&
+        Set(voters) == Set(other.voters) && Set(learners) == Set(other.learners) &&
+            Set(votersOutgoing) == Set(other.votersOutgoing) && Set(learnersNext) == Set(other.learnersNext) &&
             autoLeave == other.autoLeave
     }
 }

@@ -337,3 +337,63 @@ final class RaftPaperTests: XCTestCase {
     }
 
 }
+
+/// Messages a hostile or broken peer could send: each is a typed error or ignored, never a trap,
+/// and the node keeps working afterwards.
+final class HostileMessageTests: XCTestCase {
+    func follower() throws -> RawNode {
+        let s = MemoryStorage(voters: [1, 2, 3])
+        try s.append([RaftEntry(term: 1, index: 1), RaftEntry(term: 1, index: 2)])
+        s.setHardState(RaftHardState(term: 1, vote: 0, commit: 1))
+        return try RawNode(config: RaftConfig(id: 2), storage: s)
+    }
+
+    func testMaximumTermIsRefused() throws {
+        let n = try follower()
+        XCTAssertThrowsError(try n.step(RaftMessage(type: .vote, to: 2, from: 1, term: .max))) {
+            guard case .corrupt? = $0 as? RaftError else { return XCTFail("\($0)") }
+        }
+        XCTAssertEqual(n.status.term, 1)
+    }
+
+    func testSnapshotWithInconsistentConfigurationLeavesNodeUnchanged() throws {
+        let n = try follower()
+        var m = RaftMessage(type: .snap, to: 2, from: 1, term: 1)
+        m.snapshot = RaftSnapshot(index: 50, term: 1, confState: ConfState(voters: [1, 2], learners: [2]))
+        XCTAssertThrowsError(try n.step(m))
+        XCTAssertEqual(n.status.commit, 1, "nothing restored")
+        XCTAssertEqual(n.status.confState.voters, [1, 2, 3])
+        var empty = RaftMessage(type: .snap, to: 2, from: 1, term: 1)
+        empty.snapshot = nil
+        XCTAssertThrowsError(try n.step(empty))
+    }
+
+    func testAbsurdIndexesFromPeers() throws {
+        let n = try follower()
+        var app = RaftMessage(type: .app, to: 2, from: 1, term: 1)
+        app.index = .max
+        app.entries = [RaftEntry(term: 1, index: 0)]
+        XCTAssertThrowsError(try n.step(app))
+        var hb = RaftMessage(type: .heartbeat, to: 2, from: 1, term: 1)
+        hb.commit = .max
+        try n.step(hb)
+        XCTAssertEqual(n.status.commit, 2, "a heartbeat commits no further than the log")
+        // As leader: acknowledgements and rejections with absurd indexes.
+        let s = MemoryStorage(voters: [1, 2, 3])
+        let l = try RawNode(config: RaftConfig(id: 1), storage: s)
+        try l.campaign()
+        try l.step(RaftMessage(type: .voteResp, to: 1, from: 2, term: 1))
+        XCTAssertEqual(l.status.role, .leader)
+        var ack = RaftMessage(type: .appResp, to: 1, from: 2, term: 1)
+        ack.index = .max
+        XCTAssertThrowsError(try l.step(ack), "an acknowledgement beyond the leader's log is an error")
+        var rej = RaftMessage(type: .appResp, to: 1, from: 3, term: 1)
+        rej.reject = true
+        rej.index = 0
+        rej.rejectHint = .max
+        try l.step(rej)
+        XCTAssertEqual(l.status.commit, 0, "an acknowledgement beyond the log commits nothing")
+        try l.propose([1])
+        _ = try l.ready()
+    }
+}
