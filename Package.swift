@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "KeelMVCC", targets: ["KeelMVCC"]),
         .library(name: "KeelRaft", targets: ["KeelRaft"]),
         .library(name: "KeelRaftSim", targets: ["KeelRaftSim"]),
+        .library(name: "KeelNode", targets: ["KeelNode"]),
         .executable(name: "keelutl", targets: ["keelutl"]),
         // Benchmarks only: LD_PRELOAD it to count allocations (`keelutl bench raft` reports them).
         .library(name: "KeelMallocCount", type: .dynamic, targets: ["CKeelMallocCount"]),
@@ -49,6 +50,9 @@ let package = Package(
         .target(name: "KeelRaft", dependencies: ["KeelProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         // A seeded in-process cluster checking Raft's safety properties (tests and `keelutl raft-sim`).
         .target(name: "KeelRaftSim", dependencies: ["KeelRaft", "KeelIO"]),
+        // The raft node driver: KeelRaft + etcd's WAL + KeelMVCC, no gRPC or NIO (the server's core).
+        .target(name: "KeelNode", dependencies: ["KeelRaft", "KeelWAL", "KeelMVCC", "KeelBackend", "KeelBolt", "KeelIO", "KeelProto",
+                                                 .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         // The fdatasync latency profiler.
         .target(name: "KeelDiskProfiler", dependencies: ["KeelIO"]),
         // Offline inspection behind `keelutl` (bbolt files, etcd schema, WAL and snap files).
@@ -74,6 +78,7 @@ let package = Package(
         .testTarget(name: "KeelWALTests", dependencies: ["KeelWAL", "KeelProto", "KeelIO", "KeelDiskProfiler", "KeelTestSupport"]),
         .testTarget(name: "KeelInspectTests", dependencies: ["KeelInspect", "KeelBolt", "KeelIO", "KeelTestSupport", "KeelFuzz"]),
         .testTarget(name: "KeelRaftTests", dependencies: ["KeelRaft", "KeelRaftSim", "KeelProto", "KeelIO", "KeelTestSupport"]),
+        .testTarget(name: "KeelNodeTests", dependencies: ["KeelNode", "KeelMVCC", "KeelProto", "KeelWAL", "KeelIO", "KeelTestSupport"]),
         .testTarget(name: "KeelMVCCTests", dependencies: ["KeelMVCC", "KeelBackend", "KeelBolt", "KeelLMDB", "KeelProto", "KeelIO", "KeelTestSupport"]),
         .testTarget(name: "KeelBackendTests", dependencies: ["KeelBackend", "KeelBench", "KeelBolt", "KeelLMDB", "KeelIO", "KeelTestSupport"]),
     ],

@@ -69,6 +69,27 @@ public final class RawNode {
         previousHardState = raft.hardState
     }
 
+    /// Starts a new cluster on empty storage the way etcd does: the log begins with one
+    /// committed `ConfChangeAddNode` entry per initial member (term 1, indexes 1…n, `context`
+    /// as given — etcd puts the member's JSON there), and the configuration is applied at once.
+    /// The entries come out in the next Ready to be persisted (and as committed entries, which
+    /// the application applies like any conf change).
+    /// - Throws: `.corrupt` when the storage is not empty or `peers` is.
+    public func bootstrap(peers: [(id: UInt64, context: [UInt8])]) throws(RaftError) {
+        guard raft.log.lastIndex == 0 else { throw RaftError.corrupt("can't bootstrap a nonempty storage (last index \(raft.log.lastIndex))") }
+        guard !peers.isEmpty else { throw RaftError.corrupt("bootstrap needs at least one peer") }
+        previousHardState = RaftHardState()
+        raft.becomeFollower(term: 1, lead: 0)
+        var entries: [RaftEntry] = []
+        for (i, p) in peers.enumerated() {
+            let cc = ConfChange(v1: .addNode, nodeID: p.id, context: p.context)
+            entries.append(RaftEntry(term: 1, index: UInt64(i + 1), type: .confChange, data: cc.encoded))
+        }
+        try raft.log.append(entries)
+        raft.log.committed = UInt64(entries.count)
+        for p in peers { _ = try raft.applyConfChange(ConfChange(changes: [ConfChangeSingle(.addNode, p.id)])) }
+    }
+
     public func tick() { raft.tick() }
 
     /// Starts an election now (ignored by learners and non-members).

@@ -93,4 +93,23 @@ final class MembershipTests: XCTestCase {
         _ = env.handle("stabilize", [], input: "")
         XCTAssertNoThrow(try env.nodes[0].raw.propose([UInt8](repeating: 7, count: 30)))
     }
+
+    /// etcd's bootstrap: the log starts with committed ConfChangeAddNode entries at term 1.
+    func testBootstrapWritesEtcdsConfChangeEntries() throws {
+        let s = MemoryStorage()
+        let n = try RawNode(config: RaftConfig(id: 1), storage: s)
+        try n.bootstrap(peers: [(1, Array("m1".utf8)), (2, Array("m2".utf8))])
+        XCTAssertEqual(n.status.confState.voters, [1, 2])
+        let rd = try n.ready()
+        XCTAssertEqual(rd.entries.map(\.index), [1, 2])
+        XCTAssertEqual(rd.entries.map(\.type), [.confChange, .confChange])
+        XCTAssertEqual(rd.committedEntries.count, 2)
+        XCTAssertEqual(rd.hardState, RaftHardState(term: 1, vote: 0, commit: 2))
+        let cc = try ConfChange(entry: rd.entries[1])
+        XCTAssertEqual(cc.changes, [ConfChangeSingle(.addNode, 2)])
+        XCTAssertEqual(cc.context, Array("m2".utf8))
+        try s.append(rd.entries)
+        try n.advance(rd)
+        XCTAssertThrowsError(try n.bootstrap(peers: [(3, [])]), "a non-empty log cannot be bootstrapped")
+    }
 }

@@ -1,0 +1,44 @@
+import KeelMVCC
+import KeelProto
+import KeelRaft
+import KeelWAL
+
+/// Errors of the node driver. `fatal` ones stop the node: the WAL or the backend can no longer
+/// be trusted (an fdatasync failed, a record does not decode), and nothing is acknowledged after.
+public enum NodeError: Error, Sendable, CustomStringConvertible {
+    /// The node is stopped (or stopping); the request was not applied.
+    case stopped
+    /// No leader to take the proposal (etcd: "etcdserver: no leader").
+    case noLeader
+    /// A request that raft refused (uncommitted-size limit, leadership transfer).
+    case proposalDropped
+    /// The data directory cannot be used (locked, half made, inconsistent); says what and where.
+    case dataDirectory(String)
+    /// The node stopped because durable state failed; see the message.
+    case fatal(String)
+
+    public var description: String {
+        switch self {
+        case .stopped: return "etcdserver: server stopped"
+        case .noLeader: return "etcdserver: no leader"
+        case .proposalDropped: return "etcdserver: request cancelled (raft proposal dropped)"
+        case let .dataDirectory(m): return "data directory: \(m)"
+        case let .fatal(m): return "fatal: \(m)"
+        }
+    }
+}
+
+/// What applying one request produced: etcd's response, or the request's own error (a
+/// compacted revision, an unknown lease, …), which goes back to the client as etcd's.
+public enum AppliedResult: Sendable {
+    case put(Etcdserverpb_PutResponse)
+    case range(Etcdserverpb_RangeResponse)
+    case deleteRange(Etcdserverpb_DeleteRangeResponse)
+    case txn(Etcdserverpb_TxnResponse)
+    case compaction(Etcdserverpb_CompactionResponse)
+    case leaseGrant(id: Int64, ttl: Int64)
+    case leaseRevoke(revision: Int64)
+    /// A request of a kind this node does not apply yet (the message names it).
+    case unsupported(String)
+    case failed(MVCCError)
+}

@@ -1,0 +1,404 @@
+import Foundation
+import KeelBackend
+import KeelBolt
+import KeelIO
+import KeelMVCC
+import KeelProto
+import KeelRaft
+import KeelWAL
+import SwiftProtobuf
+
+/// The raft node driver: one thread ticks KeelRaft, persists each Ready to etcd's WAL (and
+/// fdatasyncs it) **before** sending its messages or applying its committed entries, applies
+/// committed `InternalRaftRequest`s to KeelMVCC in log order (the raft index stored as the
+/// consistent index in the same backend transaction), and answers the waiting proposers.
+///
+/// Data directory layout is etcd's: `member/wal/*.wal`, `member/snap/db`. On restart the WAL is
+/// replayed into the raft log and entries at or below the backend's consistent index are not
+/// applied twice. Single member for now; the message transport is a closure the cluster layer
+/// will supply.
+public final class RaftNode: @unchecked Sendable {
+    public struct Config: Sendable {
+        public var dataDirectory: String
+        public var memberID: UInt64 = 0x8e9e05c52164694d
+        public var clusterID: UInt64 = 0xcdf818194e3a8c32
+        /// Initial members (ID, member JSON for the bootstrap entries) of a new cluster.
+        public var peers: [UInt64: [UInt8]] = [:]
+        public var tickMilliseconds = 100
+        public var electionTicks = 10
+        public var heartbeatTicks = 1
+        public var kvOptions = KVStore.Options()
+        public init(dataDirectory: String) { self.dataDirectory = dataDirectory }
+    }
+
+    public let config: Config
+    /// The store requests are applied to (read it directly for serializable reads).
+    public let kv: KVStore
+    private let fs: any FileSystem
+    private let backend: any Backend
+    private let storage: MemoryStorage
+    private let raw: RawNode
+    private let wal: WAL
+    private let lock = NSCondition()
+    private var inbox: [(request: Etcdserverpb_InternalRaftRequest, data: [UInt8], since: Date)] = []
+    private var readInbox: [(context: [UInt8], done: @Sendable (Result<Void, NodeError>) -> Void)] = []
+    private var waiters: [UInt64: @Sendable (Result<AppliedResult, NodeError>) -> Void] = [:]
+    private var readWaiters: [[UInt8]: @Sendable (Result<Void, NodeError>) -> Void] = [:]
+    /// Read points raft confirmed, waiting for the applied index to reach them.
+    private var confirmedReads: [(index: UInt64, done: @Sendable (Result<Void, NodeError>) -> Void)] = []
+    private var ids: LeaseIDGenerator
+    private var readCounter: UInt64 = 0
+    private var stopping = false
+    private var failure: NodeError?
+    private var thread: Thread?
+    private let finished = NSCondition()
+    private var running = false
+    /// The last index applied to the store (driver thread).
+    private var appliedIndex: UInt64 = 0
+    /// Where the driver sends messages to peers (none for a single member).
+    public var transport: (@Sendable ([RaftMessage]) -> Void)?
+
+    /// Opens the data directory (bootstrapping a new single-member cluster when it has no WAL)
+    /// and starts the driver thread.
+    public static func start(config: Config, fileSystem: any FileSystem = POSIXFileSystem()) throws(NodeError) -> RaftNode {
+        let node = try RaftNode(config: config, fileSystem: fileSystem)
+        node.run()
+        return node
+    }
+
+    init(config: Config, fileSystem fs: any FileSystem) throws(NodeError) {
+        self.config = config
+        self.fs = fs
+        let member = config.dataDirectory + "/member"
+        let walDir = member + "/wal", snapDir = member + "/snap"
+        do {
+            try fs.makeDirectoryDurably(snapDir)
+        } catch {
+            throw NodeError.dataDirectory("cannot create \(snapDir): \(error)")
+        }
+        do {
+            // A second node on the same data directory gets a clear error instead of waiting.
+            var options = KeelBolt.Options()
+            options.lockTimeout = 1
+            backend = try BoltBackend(path: snapDir + "/db", options: options)
+        } catch {
+            throw NodeError.dataDirectory("cannot open the backend \(snapDir)/db (is another keel or etcd using this data directory?): \(error)")
+        }
+        do {
+            kv = try KVStore(backend: backend, options: config.kvOptions)
+        } catch {
+            try? backend.close()
+            throw NodeError.dataDirectory("cannot load the store from \(snapDir)/db: \(error)")
+        }
+        storage = MemoryStorage()
+        var raftConfig = RaftConfig(id: config.memberID)
+        raftConfig.electionTicks = config.electionTicks
+        raftConfig.heartbeatTicks = config.heartbeatTicks
+        raftConfig.checkQuorum = true
+        raftConfig.maxInflightMessages = 256
+        raftConfig.maxUncommittedEntriesSize = 1 << 30
+        ids = LeaseIDGenerator(memberID: config.memberID)
+        let fresh = !fs.exists(walDir)
+        do {
+            if fresh {
+                wal = try WAL.create(fileSystem: fs, directory: walDir, metadata: encodeMetadata(nodeID: config.memberID, clusterID: config.clusterID))
+                raw = try RawNode(config: raftConfig, storage: storage)
+                let peers = config.peers.isEmpty ? [(config.memberID, [UInt8]())] : config.peers.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+                try raw.bootstrap(peers: peers)
+            } else {
+                wal = try WAL.open(fileSystem: fs, directory: walDir)
+                let contents = try wal.readAll()
+                try storage.append(contents.entries.map { RaftEntry(term: $0.term, index: $0.index, type: EntryType(rawValue: $0.type) ?? .normal, data: $0.data) })
+                let hs = contents.hardState
+                storage.setHardState(RaftHardState(term: hs.term, vote: hs.vote, commit: hs.commit))
+                raw = try RawNode(config: raftConfig, storage: storage)
+            }
+        } catch let e as WALError {
+            throw NodeError.dataDirectory("WAL \(walDir): \(e)")
+        } catch let e as RaftError {
+            throw NodeError.dataDirectory("raft state in \(walDir): \(e)")
+        } catch {
+            throw NodeError.dataDirectory("\(walDir): \(error)")
+        }
+        appliedIndex = kv.consistentIndex
+    }
+
+    // MARK: Requests
+
+    /// Proposes a request through raft and waits until it is applied; returns what applying it
+    /// produced. Acknowledged only after its entry is in the fdatasync'd WAL and applied.
+    public func propose(_ request: Etcdserverpb_InternalRaftRequest) async throws(NodeError) -> AppliedResult {
+        let result: Result<AppliedResult, NodeError> = await withCheckedContinuation { continuation in
+            submit(request) { continuation.resume(returning: $0) }
+        }
+        return try result.get()
+    }
+
+    /// The callback form of `propose` (called on the driver thread).
+    public func submit(_ request: Etcdserverpb_InternalRaftRequest, done: @escaping @Sendable (Result<AppliedResult, NodeError>) -> Void) {
+        var r = request
+        lock.lock()
+        if let f = failure ?? (stopping ? NodeError.stopped : nil) {
+            lock.unlock()
+            done(.failure(f))
+            return
+        }
+        let id = UInt64(bitPattern: ids.next())
+        r.header.id = id
+        let data: [UInt8] = (try? r.serializedBytes()) ?? []
+        waiters[id] = done
+        inbox.append((r, data, Date()))
+        lock.signal()
+        lock.unlock()
+    }
+
+    /// Waits until the store reflects everything committed before the call (a ReadIndex round,
+    /// then the applied index catching up): a linearizable read may then read `kv`.
+    public func linearizableBarrier() async throws(NodeError) {
+        let result: Result<Void, NodeError> = await withCheckedContinuation { continuation in
+            lock.lock()
+            if let f = failure ?? (stopping ? NodeError.stopped : nil) {
+                lock.unlock()
+                continuation.resume(returning: .failure(f))
+                return
+            }
+            readCounter += 1
+            var ctx = [UInt8](repeating: 0, count: 8)
+            for i in 0..<8 { ctx[i] = UInt8(truncatingIfNeeded: readCounter >> (56 - 8 * UInt64(i))) }
+            readInbox.append((ctx, { continuation.resume(returning: $0) }))
+            lock.signal()
+            lock.unlock()
+        }
+        try result.get()
+    }
+
+    /// Raft's status (term, leader, commit, applied, …).
+    public var status: RaftStatus {
+        lock.lock()
+        defer { lock.unlock() }
+        return raw.status
+    }
+
+    /// Stops the driver: requests not yet applied fail with `.stopped`, the WAL and the store
+    /// are closed. Idempotent.
+    public func stop() {
+        lock.lock()
+        stopping = true
+        lock.signal()
+        lock.unlock()
+        finished.lock()
+        while running { finished.wait() }
+        finished.unlock()
+    }
+
+    // MARK: The driver
+
+    private func run() {
+        running = true
+        let t = Thread { [self] in
+            loop()
+            finished.lock()
+            running = false
+            finished.broadcast()
+            finished.unlock()
+        }
+        t.name = "keel-raft-node"
+        thread = t
+        t.start()
+    }
+
+    private func loop() {
+        let tick = Double(config.tickMilliseconds) / 1000
+        var nextTick = Date().addingTimeInterval(tick)
+        // Persist and apply what the log already holds (the bootstrap entries of a new
+        // cluster, the replayed WAL of an old one); then a single member elects itself at once
+        // instead of waiting an election timeout.
+        lock.lock()
+        do {
+            try processReadies()
+            if raw.status.confState.voters == [config.memberID] {
+                try? raw.campaign()
+                try processReadies()
+            }
+        } catch {
+            failure = error
+            stopping = true
+        }
+        lock.unlock()
+        // Proposals wait this long for a leader before failing with `.noLeader`.
+        let leaderWait = Double(config.electionTicks * config.tickMilliseconds * 2) / 1000
+        while true {
+            lock.lock()
+            while (inbox.isEmpty || raw.status.lead == 0) && readInbox.isEmpty && !stopping && !raw.hasReady && Date() < nextTick {
+                _ = lock.wait(until: nextTick)
+            }
+            if stopping {
+                lock.unlock()
+                break
+            }
+            if Date() >= nextTick {
+                raw.tick()
+                nextTick = Date().addingTimeInterval(tick)
+            }
+            var proposals = inbox
+            inbox = []
+            if raw.status.lead == 0 {
+                // No leader yet: keep waiting a while, then fail.
+                let now = Date()
+                for p in proposals where now.timeIntervalSince(p.since) > leaderWait {
+                    waiters.removeValue(forKey: p.request.header.id)?(.failure(.noLeader))
+                }
+                inbox = proposals.filter { now.timeIntervalSince($0.since) <= leaderWait }
+                proposals = []
+            }
+            let reads = readInbox
+            readInbox = []
+            for (request, data, _) in proposals {
+                do {
+                    try raw.propose(data)
+                } catch {
+                    let e: NodeError = (error == .proposalDropped && raw.status.lead == 0) ? .noLeader : .proposalDropped
+                    waiters.removeValue(forKey: request.header.id)?(.failure(e))
+                }
+            }
+            for r in reads {
+                if raw.status.lead == 0 {
+                    r.done(.failure(.noLeader))
+                    continue
+                }
+                readWaiters[r.context] = r.done
+                raw.readIndex(context: r.context)
+            }
+            do {
+                try processReadies()
+            } catch {
+                failure = error
+                lock.unlock()
+                break
+            }
+            lock.unlock()
+        }
+        shutDown()
+    }
+
+    /// Persist, then send, then apply — for every Ready raft has. Called with `lock` held.
+    private func processReadies() throws(NodeError) {
+        while raw.hasReady {
+            let rd: Ready
+            do { rd = try raw.ready() } catch { throw NodeError.fatal("raft: \(error)") }
+            // 1. Durable before anything is sent or acknowledged (WAL.save fdatasyncs when
+            //    raft says it must: entries, or a new term or vote).
+            let hs = rd.hardState.map { HardState(term: $0.term, vote: $0.vote, commit: $0.commit) } ?? HardState()
+            do {
+                try wal.save(hardState: hs, entries: rd.entries.map { Entry(type: $0.type.rawValue, term: $0.term, index: $0.index, data: $0.data) })
+            } catch {
+                // An fsync or write failure: the WAL is lost for writing. Never retry.
+                throw NodeError.fatal("WAL write failed: \(error)")
+            }
+            do {
+                if let h = rd.hardState { storage.setHardState(h) }
+                try storage.append(rd.entries)
+            } catch {
+                throw NodeError.fatal("raft log: \(error)")
+            }
+            // 2. Send.
+            if !rd.messages.isEmpty { transport?(rd.messages) }
+            // 3. Apply.
+            for e in rd.committedEntries { try apply(e) }
+            for rs in rd.readStates {
+                if let done = readWaiters.removeValue(forKey: rs.context) { confirmedReads.append((rs.index, done)) }
+            }
+            do { try raw.advance(rd) } catch { throw NodeError.fatal("raft: \(error)") }
+        }
+        if !confirmedReads.isEmpty {
+            let ready = confirmedReads.filter { $0.index <= appliedIndex }
+            confirmedReads.removeAll { $0.index <= appliedIndex }
+            for r in ready { r.done(.success(())) }
+        }
+        do { try kv.commitIfDue() } catch { throw NodeError.fatal("backend commit failed: \(error)") }
+    }
+
+    private func apply(_ e: RaftEntry) throws(NodeError) {
+        defer { appliedIndex = max(appliedIndex, e.index) }
+        switch e.type {
+        case .confChange, .confChangeV2:
+            do {
+                _ = try raw.applyConfChange(ConfChange(entry: e))
+            } catch {
+                throw NodeError.fatal("conf change at \(e.index): \(error)")
+            }
+            return
+        case .normal:
+            break
+        }
+        if e.data.isEmpty { return }
+        let request: Etcdserverpb_InternalRaftRequest
+        do {
+            request = try Etcdserverpb_InternalRaftRequest(serializedBytes: e.data)
+        } catch {
+            throw NodeError.fatal("entry \(e.index) does not decode as an InternalRaftRequest: \(error)")
+        }
+        // Already in the backend (the consistent index covers it): a replay after restart.
+        let id = request.hasHeader ? request.header.id : request.id
+        if e.index <= kv.consistentIndex {
+            waiters.removeValue(forKey: id)?(.failure(.stopped))
+            return
+        }
+        let result = applyRequest(request, index: e.index)
+        if case let .failed(err) = result, case .backend = err {
+            throw NodeError.fatal("backend failed applying entry \(e.index): \(err)")
+        }
+        waiters.removeValue(forKey: id)?(.success(result))
+    }
+
+    private func applyRequest(_ r: Etcdserverpb_InternalRaftRequest, index: UInt64) -> AppliedResult {
+        do {
+            if r.hasPut { return .put(try kv.put(r.put, index: index)) }
+            if r.hasDeleteRange { return .deleteRange(try kv.deleteRange(r.deleteRange, index: index)) }
+            if r.hasTxn { return .txn(try kv.txn(r.txn, index: index)) }
+            if r.hasRange { return .range(try kv.range(r.range)) }
+            if r.hasCompaction { return .compaction(try kv.compact(r.compaction.revision, index: index)) }
+            if r.hasLeaseGrant {
+                let g = try kv.grantLease(id: r.leaseGrant.id, ttl: r.leaseGrant.ttl, index: index)
+                return .leaseGrant(id: g.id, ttl: g.ttl)
+            }
+            if r.hasLeaseRevoke { return .leaseRevoke(revision: try kv.revokeLease(id: r.leaseRevoke.id, index: index)) }
+            return .unsupported("request kind not applied by this node yet")
+        } catch {
+            return .failed(error)
+        }
+    }
+
+    /// Debug tracing to stderr when KEEL_NODE_TRACE is set (the server issue brings real logs).
+    private func trace(_ message: @autoclosure () -> String) {
+        if ProcessInfo.processInfo.environment["KEEL_NODE_TRACE"] != nil { FileHandle.standardError.write(Data((message() + "\n").utf8)) }
+    }
+
+    private func shutDown() {
+        lock.lock()
+        trace("shut down: \(String(describing: failure))")
+        let reason = failure ?? .stopped
+        let pending = Array(waiters.values) + Array(readWaiters.values).map { f in { (_: Result<AppliedResult, NodeError>) in f(.failure(reason)) } }
+        let confirmed = confirmedReads.map(\.done)
+        waiters = [:]
+        readWaiters = [:]
+        confirmedReads = []
+        let queued = inbox
+        inbox = []
+        let queuedReads = readInbox
+        readInbox = []
+        stopping = true
+        lock.unlock()
+        for w in pending { w(.failure(reason)) }
+        for c in confirmed { c(.failure(reason)) }
+        for q in queuedReads { q.done(.failure(reason)) }
+        _ = queued
+        // Errors here leave nothing to save: the WAL holds every applied entry, and a backend
+        // that could not commit is replayed from it at the next start.
+        do { try kv.forceCommit() } catch { trace("closing: backend commit failed: \(error)") }
+        do { try kv.close() } catch { trace("closing: store close failed: \(error)") }
+        // The store does not own the backend: close it (and release its file lock) here.
+        do { try backend.close() } catch { trace("closing: backend close failed: \(error)") }
+        do { try wal.close() } catch { trace("closing: WAL close failed: \(error)") }
+    }
+}

@@ -1,0 +1,111 @@
+import Foundation
+import KeelIO
+import KeelMVCC
+@testable import KeelNode
+import KeelProto
+import KeelTestSupport
+import KeelWAL
+import XCTest
+
+/// The node driver on a real data directory: requests go through raft, the WAL (fdatasync'd
+/// before anything is applied or answered) and KeelMVCC; a restart replays the WAL without
+/// applying anything twice.
+final class RaftNodeTests: XCTestCase {
+    func put(_ key: String, _ value: String) -> Etcdserverpb_InternalRaftRequest {
+        var r = Etcdserverpb_InternalRaftRequest()
+        r.put.key = Data(key.utf8)
+        r.put.value = Data(value.utf8)
+        return r
+    }
+
+    func get(_ node: RaftNode, _ key: String) async throws -> Etcdserverpb_RangeResponse {
+        try await node.linearizableBarrier()
+        var q = Etcdserverpb_RangeRequest()
+        q.key = Data(key.utf8)
+        return try node.kv.range(q)
+    }
+
+    func testPutsGoThroughRaftAndTheWAL() async throws {
+        let dir = try temporaryDirectory(self)
+        let node = try RaftNode.start(config: RaftNode.Config(dataDirectory: dir))
+        defer { node.stop() }
+        var last: Int64 = 0
+        for i in 0..<20 {
+            guard case let .put(resp) = try await node.propose(put("k\(i % 5)", "v\(i)")) else { return XCTFail("not a put response") }
+            XCTAssertGreaterThan(resp.header.revision, last)
+            last = resp.header.revision
+        }
+        let r = try await get(node, "k4")
+        XCTAssertEqual(r.kvs.first.map { String(decoding: $0.value, as: UTF8.self) }, "v19")
+        XCTAssertEqual(r.kvs.first?.version, 4)
+        let st = node.status
+        XCTAssertEqual(st.role, .leader)
+        XCTAssertEqual(st.lead, node.config.memberID)
+        // The WAL holds the bootstrap conf change, the leader's empty entry and the 20 puts.
+        let walDir = dir + "/member/wal"
+        XCTAssertTrue(FileManager.default.fileExists(atPath: walDir))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/member/snap/db"))
+    }
+
+    func testRestartReplaysWithoutApplyingTwice() async throws {
+        let dir = try temporaryDirectory(self)
+        var node = try RaftNode.start(config: RaftNode.Config(dataDirectory: dir))
+        var revision: Int64 = 0
+        for i in 0..<10 {
+            if case let .put(resp) = try await node.propose(put("a", "\(i)")) { revision = resp.header.revision }
+        }
+        node.stop()
+        let before = revision
+        node = try RaftNode.start(config: RaftNode.Config(dataDirectory: dir))
+        defer { node.stop() }
+        let r = try await get(node, "a")
+        XCTAssertEqual(r.kvs.first.map { String(decoding: $0.value, as: UTF8.self) }, "9")
+        XCTAssertEqual(r.header.revision, before, "nothing applied twice on replay")
+        guard case let .put(resp) = try await node.propose(put("a", "after")) else { return XCTFail() }
+        XCTAssertEqual(resp.header.revision, before + 1)
+        XCTAssertEqual(node.status.role, .leader)
+    }
+
+    func testWALIsEtcdsAndOnlyHoldsCommittedRequests() async throws {
+        let dir = try temporaryDirectory(self)
+        let node = try RaftNode.start(config: RaftNode.Config(dataDirectory: dir))
+        _ = try await node.propose(put("x", "1"))
+        node.stop()
+        let wal = try WAL.open(fileSystem: POSIXFileSystem(), directory: dir + "/member/wal")
+        let contents = try wal.readAll()
+        try wal.close()
+        XCTAssertEqual(contents.entries.first?.type, 1, "the log starts with etcd's bootstrap ConfChangeAddNode")
+        let requests = contents.entries.filter { $0.type == 0 && !$0.data.isEmpty }
+        XCTAssertEqual(requests.count, 1)
+        let decoded = try Etcdserverpb_InternalRaftRequest(serializedBytes: requests[0].data)
+        XCTAssertEqual(decoded.put.key, Data("x".utf8))
+        XCTAssertNotEqual(decoded.header.id, 0, "etcd's request ID in the header")
+        XCTAssertEqual(contents.hardState.commit, contents.entries.last?.index)
+    }
+
+    func testRequestErrorsComeBackAndStoppedNodeRefuses() async throws {
+        let dir = try temporaryDirectory(self)
+        let node = try RaftNode.start(config: RaftNode.Config(dataDirectory: dir))
+        var revoke = Etcdserverpb_InternalRaftRequest()
+        revoke.leaseRevoke.id = 12345
+        guard case let .failed(err) = try await node.propose(revoke) else { return XCTFail("revoking an unknown lease must fail") }
+        XCTAssertEqual(err, .leaseNotFound)
+        node.stop()
+        do {
+            _ = try await node.propose(put("y", "1"))
+            XCTFail("a stopped node applied a request")
+        } catch {
+            guard case .stopped = error else { return XCTFail("\(error)") }
+        }
+    }
+
+    func testSecondNodeOnTheSameDataDirectoryRefuses() throws {
+        let dir = try temporaryDirectory(self)
+        let node = try RaftNode.start(config: RaftNode.Config(dataDirectory: dir))
+        defer { node.stop() }
+        XCTAssertThrowsError(try RaftNode.start(config: RaftNode.Config(dataDirectory: dir))) { error in
+            guard case let .dataDirectory(message) = error as? NodeError else { return XCTFail("\(error)") }
+            XCTAssertTrue(message.contains("another keel or etcd"), message)
+        }
+    }
+}
