@@ -28,6 +28,9 @@ public final class RaftNode: @unchecked Sendable {
         public var electionTicks = 10
         public var heartbeatTicks = 1
         public var kvOptions = KVStore.Options()
+        /// Where the backend file is (default `<data dir>/member/snap/db`); the backend always
+        /// uses the real file system, the WAL the one given to `start`.
+        public var backendPath: String?
         public init(dataDirectory: String) { self.dataDirectory = dataDirectory }
     }
 
@@ -80,7 +83,7 @@ public final class RaftNode: @unchecked Sendable {
             // A second node on the same data directory gets a clear error instead of waiting.
             var options = KeelBolt.Options()
             options.lockTimeout = 1
-            backend = try BoltBackend(path: snapDir + "/db", options: options)
+            backend = try BoltBackend(path: config.backendPath ?? snapDir + "/db", options: options)
         } catch {
             throw NodeError.dataDirectory("cannot open the backend \(snapDir)/db (is another keel or etcd using this data directory?): \(error)")
         }
