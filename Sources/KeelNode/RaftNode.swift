@@ -58,7 +58,8 @@ public final class RaftNode: @unchecked Sendable {
     private var running = false
     /// The last index applied to the store (driver thread).
     private var appliedIndex: UInt64 = 0
-    /// Where the driver sends messages to peers (none for a single member).
+    /// Where the driver sends messages to peers (none for a single member). Called on the
+    /// driver thread after the Ready is durable; it must only enqueue.
     public var transport: (@Sendable ([RaftMessage]) -> Void)?
 
     /// Opens the data directory (bootstrapping a new single-member cluster when it has no WAL)
@@ -137,7 +138,9 @@ public final class RaftNode: @unchecked Sendable {
         return try result.get()
     }
 
-    /// The callback form of `propose` (called on the driver thread).
+    /// The callback form of `propose`. `done` runs on the driver thread while it holds the
+    /// node's lock: it must hand the result off (resume a continuation, enqueue) and must not
+    /// call back into the node.
     public func submit(_ request: Etcdserverpb_InternalRaftRequest, done: @escaping @Sendable (Result<AppliedResult, NodeError>) -> Void) {
         var r = request
         lock.lock()
