@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "KeelRaft", targets: ["KeelRaft"]),
         .library(name: "KeelRaftSim", targets: ["KeelRaftSim"]),
         .library(name: "KeelNode", targets: ["KeelNode"]),
+        .library(name: "KeelGRPC", targets: ["KeelGRPC"]),
         .executable(name: "keelutl", targets: ["keelutl"]),
         // Benchmarks only: LD_PRELOAD it to count allocations (`keelutl bench raft` reports them).
         .library(name: "KeelMallocCount", type: .dynamic, targets: ["CKeelMallocCount"]),
@@ -25,6 +26,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", exact: "1.8.2"),
         .package(url: "https://github.com/apple/swift-protobuf.git", exact: "1.39.0"),
+        .package(url: "https://github.com/grpc/grpc-swift-2.git", exact: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", exact: "2.4.1"),
     ],
     targets: [
         // Tiny C: _GNU_SOURCE syscalls Glibc does not export, and the SSE4.2 CRC-32C instruction.
@@ -53,6 +56,12 @@ let package = Package(
         // The raft node driver: KeelRaft + etcd's WAL + KeelMVCC, no gRPC or NIO (the server's core).
         .target(name: "KeelNode", dependencies: ["KeelRaft", "KeelWAL", "KeelMVCC", "KeelBackend", "KeelBolt", "KeelIO", "KeelProto",
                                                  .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        // etcd's v3 gRPC service stubs and grpc.health.v1, generated once by tools/gen-grpc.sh and
+        // committed. Only the server links it; storage, MVCC, Raft and keelutl never do.
+        .target(name: "KeelGRPC", dependencies: ["KeelProto",
+                                                 .product(name: "GRPCCore", package: "grpc-swift-2"),
+                                                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                                                 .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         // The fdatasync latency profiler.
         .target(name: "KeelDiskProfiler", dependencies: ["KeelIO"]),
         // Offline inspection behind `keelutl` (bbolt files, etcd schema, WAL and snap files).
@@ -78,6 +87,7 @@ let package = Package(
         .testTarget(name: "KeelWALTests", dependencies: ["KeelWAL", "KeelProto", "KeelIO", "KeelDiskProfiler", "KeelTestSupport"]),
         .testTarget(name: "KeelInspectTests", dependencies: ["KeelInspect", "KeelBolt", "KeelIO", "KeelTestSupport", "KeelFuzz"]),
         .testTarget(name: "KeelRaftTests", dependencies: ["KeelRaft", "KeelRaftSim", "KeelProto", "KeelIO", "KeelTestSupport"]),
+        .testTarget(name: "KeelGRPCTests", dependencies: ["KeelGRPC", .product(name: "GRPCCore", package: "grpc-swift-2")]),
         .testTarget(name: "KeelNodeTests", dependencies: ["KeelNode", "KeelMVCC", "KeelProto", "KeelWAL", "KeelIO", "KeelTestSupport"]),
         .testTarget(name: "KeelMVCCTests", dependencies: ["KeelMVCC", "KeelBackend", "KeelBolt", "KeelLMDB", "KeelProto", "KeelIO", "KeelTestSupport"]),
         .testTarget(name: "KeelBackendTests", dependencies: ["KeelBackend", "KeelBench", "KeelBolt", "KeelLMDB", "KeelIO", "KeelTestSupport"]),
