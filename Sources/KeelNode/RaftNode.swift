@@ -58,6 +58,12 @@ public final class RaftNode: @unchecked Sendable {
     private var running = false
     /// The last index applied to the store (driver thread).
     private var appliedIndex: UInt64 = 0
+    /// Whether this member was leader at the last tick (leases expire only on the leader).
+    private var wasLeader = false
+    private var tickCount = 0
+    /// Expired leases whose revoke is proposed and not yet applied.
+    private var revoking: Set<Int64> = []
+
     /// Where the driver sends messages to peers (none for a single member). Called on the
     /// driver thread after the Ready is durable; it must only enqueue.
     public var transport: (@Sendable ([RaftMessage]) -> Void)?
@@ -125,6 +131,8 @@ public final class RaftNode: @unchecked Sendable {
             throw NodeError.dataDirectory("\(walDir): \(error)")
         }
         appliedIndex = kv.consistentIndex
+        // Leases expire only once this member leads (see manageLeases).
+        kv.demote()
     }
 
     // MARK: Requests
@@ -151,6 +159,8 @@ public final class RaftNode: @unchecked Sendable {
         }
         let id = UInt64(bitPattern: ids.next())
         r.header.id = id
+        // As etcd: a lease ID is chosen before proposing, so every member applies the same one.
+        if r.hasLeaseGrant && r.leaseGrant.id == 0 { r.leaseGrant.id = ids.next() & Int64.max }
         let data: [UInt8] = (try? r.serializedBytes()) ?? []
         waiters[id] = done
         inbox.append((r, data, Date()))
@@ -244,6 +254,8 @@ public final class RaftNode: @unchecked Sendable {
             }
             if Date() >= nextTick {
                 raw.tick()
+                tickCount += 1
+                manageLeases()
                 nextTick = Date().addingTimeInterval(tick)
             }
             var proposals = inbox
@@ -285,6 +297,37 @@ public final class RaftNode: @unchecked Sendable {
             lock.unlock()
         }
         shutDown()
+    }
+
+    /// Leases expire on the leader only, as in etcd: becoming leader extends every lease by an
+    /// election timeout (`promote`), losing leadership stops expiry (`demote`), and the leader
+    /// proposes a `LeaseRevoke` through raft for each expired lease (every 5 ticks, at most 500
+    /// at a time), so every member deletes the attached keys at the same index.
+    private func manageLeases() {
+        let leader = raw.status.role == .leader
+        if leader != wasLeader {
+            wasLeader = leader
+            if leader {
+                kv.promote(extend: Double(config.electionTicks * config.tickMilliseconds) / 1000)
+            } else {
+                kv.demote()
+                revoking = []
+            }
+        }
+        guard leader, tickCount % 5 == 0 else { return }
+        for lease in kv.expiredLeases(limit: 500) where !revoking.contains(lease) {
+            var r = Etcdserverpb_InternalRaftRequest()
+            r.header.id = UInt64(bitPattern: ids.next())
+            r.leaseRevoke.id = lease
+            guard let data = try? r.serializedBytes() as [UInt8] else { continue }
+            do {
+                try raw.propose(data)
+                revoking.insert(lease)
+                waiters[r.header.id] = { [weak self] _ in self?.revoking.remove(lease) }
+            } catch {
+                // No room now (no leader, transfer, size limit): tried again at the next round.
+            }
+        }
     }
 
     /// Persist, then send, then apply — for every Ready raft has. Called with `lock` held.

@@ -163,4 +163,31 @@ final class RaftNodeTests: XCTestCase {
         }
         node.stop()
     }
+
+    /// An expired lease is revoked through raft by the leader: its keys go, at one revision.
+    func testExpiredLeaseIsRevokedThroughRaft() async throws {
+        var config = RaftNode.Config(dataDirectory: try temporaryDirectory(self))
+        config.tickMilliseconds = 10
+        config.kvOptions.minLeaseTTL = 1
+        let node = try RaftNode.start(config: config)
+        defer { node.stop() }
+        var grant = Etcdserverpb_InternalRaftRequest()
+        grant.leaseGrant.ttl = 1
+        guard case let .leaseGrant(id, ttl) = try await node.propose(grant) else { return XCTFail("not a grant") }
+        XCTAssertNotEqual(id, 0, "the node picks the ID before proposing")
+        XCTAssertEqual(ttl, 1)
+        var p = put("ephemeral", "x")
+        p.put.lease = id
+        _ = try await node.propose(p)
+        _ = try await node.propose(put("durable", "y"))
+        let before = try await get(node, "ephemeral").kvs.count
+        XCTAssertEqual(before, 1)
+        let deadline = Date().addingTimeInterval(10)
+        while try await get(node, "ephemeral").kvs.count == 1 && Date() < deadline { try await Task.sleep(nanoseconds: 50_000_000) }
+        let ephemeral = try await get(node, "ephemeral").kvs.count
+        let durable = try await get(node, "durable").kvs.count
+        XCTAssertEqual(ephemeral, 0, "the lease expired and its key was revoked")
+        XCTAssertEqual(durable, 1)
+        XCTAssertNil(node.kv.leaseTimeToLive(id: id), "the lease itself is gone")
+    }
 }
