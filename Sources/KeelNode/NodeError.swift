@@ -38,6 +38,14 @@ public enum AppliedResult: Sendable {
     case compaction(Etcdserverpb_CompactionResponse)
     case leaseGrant(id: Int64, ttl: Int64)
     case leaseRevoke(revision: Int64)
+    /// Remaining TTLs recorded (etcd's lease checkpoints).
+    case leaseCheckpointed
+    /// An auth change applied (user/role add, delete, grant, revoke, password, enable, disable).
+    case authChanged
+    /// A successful authentication: the token to hand the client.
+    case authenticated(token: String)
+    /// The alarms in force after an alarm request.
+    case alarms([Etcdserverpb_AlarmMember])
     /// A request of a kind this node does not apply yet (the message names it).
     case unsupported(String)
     case failed(MVCCError)

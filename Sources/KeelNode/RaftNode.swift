@@ -412,6 +412,45 @@ public final class RaftNode: @unchecked Sendable {
                 return .leaseGrant(id: g.id, ttl: g.ttl)
             }
             if r.hasLeaseRevoke { return .leaseRevoke(revision: try kv.revokeLease(id: r.leaseRevoke.id, index: index)) }
+            if r.hasLeaseCheckpoint {
+                for c in r.leaseCheckpoint.checkpoints { try kv.checkpointLease(id: c.id, remainingTTL: c.remainingTtl, index: index) }
+                return .leaseCheckpointed
+            }
+            if r.hasAlarm {
+                let a = r.alarm
+                switch a.action {
+                case .activate: _ = try kv.activateAlarm(memberID: a.memberID, alarm: a.alarm)
+                case .deactivate: _ = try kv.deactivateAlarm(memberID: a.memberID, alarm: a.alarm)
+                default: break
+                }
+                return .alarms(kv.alarmList())
+            }
+            if r.hasAuthenticate { return .authenticated(token: try kv.authenticate(r.authenticate.name, password: r.authenticate.password, index: index)) }
+            if r.hasAuthEnable { try kv.authEnable(index: index); return .authChanged }
+            if r.hasAuthDisable { try kv.authDisable(index: index); return .authChanged }
+            if r.hasAuthUserAdd {
+                let u = r.authUserAdd
+                try kv.userAdd(u.name, password: u.password, noPassword: u.options.noPassword, index: index)
+                return .authChanged
+            }
+            if r.hasAuthUserDelete { try kv.userDelete(r.authUserDelete.name, index: index); return .authChanged }
+            if r.hasAuthUserChangePassword {
+                try kv.userChangePassword(r.authUserChangePassword.name, password: r.authUserChangePassword.password, index: index)
+                return .authChanged
+            }
+            if r.hasAuthUserGrantRole { try kv.userGrantRole(r.authUserGrantRole.user, role: r.authUserGrantRole.role, index: index); return .authChanged }
+            if r.hasAuthUserRevokeRole { try kv.userRevokeRole(r.authUserRevokeRole.name, role: r.authUserRevokeRole.role, index: index); return .authChanged }
+            if r.hasAuthRoleAdd { try kv.roleAdd(r.authRoleAdd.name, index: index); return .authChanged }
+            if r.hasAuthRoleDelete { try kv.roleDelete(r.authRoleDelete.role, index: index); return .authChanged }
+            if r.hasAuthRoleGrantPermission {
+                try kv.roleGrantPermission(r.authRoleGrantPermission.name, r.authRoleGrantPermission.perm, index: index)
+                return .authChanged
+            }
+            if r.hasAuthRoleRevokePermission {
+                let rv = r.authRoleRevokePermission
+                try kv.roleRevokePermission(rv.role, key: [UInt8](rv.key), rangeEnd: [UInt8](rv.rangeEnd), index: index)
+                return .authChanged
+            }
             return .unsupported("request kind not applied by this node yet")
         } catch {
             return .failed(error)

@@ -190,4 +190,32 @@ final class RaftNodeTests: XCTestCase {
         XCTAssertEqual(durable, 1)
         XCTAssertNil(node.kv.leaseTimeToLive(id: id), "the lease itself is gone")
     }
+
+    /// Auth and alarm requests go through raft like KV requests and land in the store.
+    func testAuthAndAlarmRequestsApply() async throws {
+        let node = try RaftNode.start(config: RaftNode.Config(dataDirectory: try temporaryDirectory(self)))
+        defer { node.stop() }
+        var add = Etcdserverpb_InternalRaftRequest()
+        add.authUserAdd.name = "alice"
+        add.authUserAdd.password = "secret"
+        guard case .authChanged = try await node.propose(add) else { return XCTFail("user add") }
+        var role = Etcdserverpb_InternalRaftRequest()
+        role.authRoleAdd.name = "reader"
+        guard case .authChanged = try await node.propose(role) else { return XCTFail("role add") }
+        var grant = Etcdserverpb_InternalRaftRequest()
+        grant.authUserGrantRole.user = "alice"
+        grant.authUserGrantRole.role = "reader"
+        guard case .authChanged = try await node.propose(grant) else { return XCTFail("grant") }
+        XCTAssertEqual(try node.kv.userGet("alice"), ["reader"])
+        var again = Etcdserverpb_InternalRaftRequest()
+        again.authUserAdd.name = "alice"
+        again.authUserAdd.password = "x"
+        guard case .failed = try await node.propose(again) else { return XCTFail("a second alice must be refused") }
+        var alarm = Etcdserverpb_InternalRaftRequest()
+        alarm.alarm.action = .activate
+        alarm.alarm.memberID = node.config.memberID
+        alarm.alarm.alarm = .nospace
+        guard case let .alarms(list) = try await node.propose(alarm) else { return XCTFail("alarm") }
+        XCTAssertEqual(list.map(\.alarm), [.nospace])
+    }
 }
