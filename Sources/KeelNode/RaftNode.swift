@@ -188,6 +188,33 @@ public final class RaftNode: @unchecked Sendable {
         try result.get()
     }
 
+    /// What etcd's Maintenance/Status reports about a member (the gRPC layer adds the version).
+    public struct MemberStatus: Sendable {
+        public var memberID: UInt64
+        public var clusterID: UInt64
+        public var leader: UInt64
+        public var raftTerm: UInt64
+        /// The last index in the raft log (etcd's `raftIndex`).
+        public var raftIndex: UInt64
+        public var raftAppliedIndex: UInt64
+        public var dbSize: Int64
+        public var dbSizeInUse: Int64
+        public var isLearner: Bool
+    }
+
+    /// The member's status for Maintenance/Status and `etcdctl endpoint status`.
+    public func memberStatus() -> MemberStatus {
+        lock.lock()
+        let st = raw.status
+        let last = storage.lastIndex()
+        let applied = appliedIndex
+        lock.unlock()
+        return MemberStatus(memberID: config.memberID, clusterID: config.clusterID, leader: st.lead, raftTerm: st.term,
+                            raftIndex: last, raftAppliedIndex: applied,
+                            dbSize: (try? backend.size()) ?? 0, dbSizeInUse: (try? backend.sizeInUse()) ?? 0,
+                            isLearner: st.confState.learners.contains(config.memberID))
+    }
+
     /// Raft's status (term, leader, commit, applied, …).
     public var status: RaftStatus {
         lock.lock()

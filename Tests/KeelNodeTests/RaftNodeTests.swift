@@ -218,4 +218,17 @@ final class RaftNodeTests: XCTestCase {
         guard case let .alarms(list) = try await node.propose(alarm) else { return XCTFail("alarm") }
         XCTAssertEqual(list.map(\.alarm), [.nospace])
     }
+
+    func testMemberStatusReportsRaftAndBackend() async throws {
+        let node = try RaftNode.start(config: RaftNode.Config(dataDirectory: try temporaryDirectory(self)))
+        defer { node.stop() }
+        _ = try await node.propose(put("s", "1"))
+        let st = node.memberStatus()
+        XCTAssertEqual(st.leader, node.config.memberID)
+        XCTAssertEqual(st.raftTerm, 2, "bootstrap term 1, then the election")
+        XCTAssertEqual(st.raftIndex, 3, "bootstrap entry, the leader's empty entry, the put")
+        XCTAssertEqual(st.raftAppliedIndex, 3)
+        XCTAssertGreaterThan(st.dbSize, 0)
+        XCTAssertFalse(st.isLearner)
+    }
 }
