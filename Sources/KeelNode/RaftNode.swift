@@ -259,7 +259,7 @@ public final class RaftNode: @unchecked Sendable {
         lock.lock()
         do {
             try processReadies()
-            if raw.status.confState.voters == [config.memberID] {
+            if raw.confState.voters == [config.memberID] {
                 try? raw.campaign()
                 try processReadies()
             }
@@ -272,7 +272,7 @@ public final class RaftNode: @unchecked Sendable {
         let leaderWait = Double(config.electionTicks * config.tickMilliseconds * 2) / 1000
         while true {
             lock.lock()
-            while (inbox.isEmpty || raw.status.lead == 0) && readInbox.isEmpty && !stopping && !raw.hasReady && Date() < nextTick {
+            while (inbox.isEmpty || raw.lead == 0) && readInbox.isEmpty && !stopping && !raw.hasReady && Date() < nextTick {
                 _ = lock.wait(until: nextTick)
             }
             if stopping {
@@ -287,7 +287,7 @@ public final class RaftNode: @unchecked Sendable {
             }
             var proposals = inbox
             inbox = []
-            if raw.status.lead == 0 {
+            if raw.lead == 0 {
                 // No leader yet: keep waiting a while, then fail.
                 let now = Date()
                 for p in proposals where now.timeIntervalSince(p.since) > leaderWait {
@@ -302,12 +302,12 @@ public final class RaftNode: @unchecked Sendable {
                 do {
                     try raw.propose(data)
                 } catch {
-                    let e: NodeError = (error == .proposalDropped && raw.status.lead == 0) ? .noLeader : .proposalDropped
+                    let e: NodeError = (error == .proposalDropped && raw.lead == 0) ? .noLeader : .proposalDropped
                     waiters.removeValue(forKey: request.header.id)?(.failure(e))
                 }
             }
             for r in reads {
-                if raw.status.lead == 0 {
+                if raw.lead == 0 {
                     r.done(.failure(.noLeader))
                     continue
                 }
@@ -331,7 +331,7 @@ public final class RaftNode: @unchecked Sendable {
     /// proposes a `LeaseRevoke` through raft for each expired lease (every 5 ticks, at most 500
     /// at a time), so every member deletes the attached keys at the same index.
     private func manageLeases() {
-        let leader = raw.status.role == .leader
+        let leader = raw.role == .leader
         if leader != wasLeader {
             wasLeader = leader
             if leader {

@@ -615,9 +615,7 @@ final class Raft {
     /// without building the message.
     func proposeAsLeader(_ data: [UInt8]) throws(RaftError) {
         if tracker.progress[id] == nil || leadTransferee != 0 { throw RaftError.proposalDropped }
-        let size = UInt64(data.count)
-        if uncommittedSize > 0 && uncommittedSize + size > maxUncommittedSize { throw RaftError.proposalDropped }
-        uncommittedSize += size
+        guard admitUncommitted(UInt64(data.count)) else { throw RaftError.proposalDropped }
         let li = try log.appendOne(RaftEntry(term: term, index: log.lastIndex + 1, data: data))
         _ = tracker.progress[id]?.maybeUpdate(li)
         _ = maybeCommit()
@@ -634,13 +632,19 @@ final class Raft {
             es[i].index = last + 1 + UInt64(i)
             size += UInt64(es[i].data.count)
         }
-        // The limit never refuses the first uncommitted bytes, so a large entry still goes in.
-        if uncommittedSize > 0 && uncommittedSize + size > maxUncommittedSize { return false }
-        uncommittedSize += size
+        guard admitUncommitted(size) else { return false }
         let li = (try? log.append(es)) ?? log.lastIndex
         // The leader counts its own entries at once.
         _ = tracker.progress[id]?.maybeUpdate(li)
         _ = maybeCommit()
+        return true
+    }
+
+    /// Counts `size` payload bytes against the uncommitted-entries limit; false when they do
+    /// not fit. The limit never refuses the first uncommitted bytes, so a large entry still goes in.
+    private func admitUncommitted(_ size: UInt64) -> Bool {
+        if uncommittedSize > 0 && uncommittedSize + size > maxUncommittedSize { return false }
+        uncommittedSize += size
         return true
     }
 

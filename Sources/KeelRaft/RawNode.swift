@@ -130,6 +130,10 @@ public final class RawNode {
         // A term at its maximum cannot be followed by another election: refuse it rather
         // than let a peer push this node into a term it can never leave.
         if m.term == .max { throw RaftError.corrupt("\(m.type.name) from \(m.from) carries term \(m.term), which leaves no room for another election") }
+        // Term 0 marks local and forwarded requests; a vote or vote answer always has a term.
+        if m.term == 0 && (m.type == .vote || m.type == .preVote || m.type == .voteResp || m.type == .preVoteResp) {
+            throw RaftError.corrupt("\(m.type.name) from \(m.from) carries no term")
+        }
         if raft.tracker.progress[m.from] == nil && m.type.isResponse { throw RaftError.stepPeerNotFound }
         try raft.step(m)
     }
@@ -210,6 +214,14 @@ public final class RawNode {
             recycledMessages = messages
         }
     }
+
+    /// The leader this node knows (0: none) — cheap, unlike `status`, which builds the
+    /// per-peer progress.
+    public var lead: UInt64 { raft.lead }
+    public var role: RaftRole { raft.role }
+    public var term: UInt64 { raft.term }
+    /// The configuration in force.
+    public var confState: ConfState { raft.tracker.config.confState }
 
     public var status: RaftStatus {
         var progress: [UInt64: RaftStatus.PeerProgress] = [:]

@@ -142,7 +142,7 @@ public final class RaftSimulation {
                 if let floor = reads[rs.context], rs.index < floor { fail("read \(rs.context) answered at \(rs.index) < \(floor) committed before it") }
                 readsAnswered += 1
             }
-            if let h = ready.hardState, node.raw.status.role == .leader, node.raw.status.term == h.term {
+            if let h = ready.hardState, node.raw.role == .leader, node.raw.term == h.term {
                 // Entries a leader commits are committed in its term: every leader of a later
                 // term must hold them.
                 let from = (commitSeen[id] ?? 0) + 1
@@ -248,7 +248,7 @@ public final class RaftSimulation {
     public func status(_ id: UInt64) -> RaftStatus? { nodes[id]?.raw.status }
 
     public func leader() -> UInt64? {
-        ids.filter { nodes[$0]!.up && nodes[$0]!.raw.status.role == .leader }.max { nodes[$0]!.raw.status.term < nodes[$1]!.raw.status.term }
+        ids.filter { nodes[$0]!.up && nodes[$0]!.raw.role == .leader }.max { nodes[$0]!.raw.term < nodes[$1]!.raw.term }
     }
 
     /// Compacts a node's log up to what it applied, keeping a snapshot there.
@@ -268,7 +268,7 @@ public final class RaftSimulation {
     /// The leader proposes a membership change: add the spare as a learner, promote it, or
     /// remove a voter (keeping at least three), as v1 or v2 changes.
     func proposeConfChange(_ l: UInt64) {
-        let cs = nodes[l]!.raw.status.confState
+        let cs = nodes[l]!.raw.confState
         guard cs.votersOutgoing.isEmpty else {
             try? nodes[l]!.raw.proposeConfChange(ConfChange(changes: []))
             return

@@ -356,6 +356,16 @@ final class HostileMessageTests: XCTestCase {
         XCTAssertEqual(n.status.term, 1)
     }
 
+    func testVoteWithoutTermIsRefused() throws {
+        let n = try follower()
+        var vote = RaftMessage(type: .vote, to: 2, from: 1, term: 0)
+        vote.index = 9
+        vote.logTerm = 9
+        XCTAssertThrowsError(try n.step(vote))
+        XCTAssertThrowsError(try n.step(RaftMessage(type: .preVoteResp, to: 2, from: 3, term: 0)))
+        XCTAssertEqual(n.status.vote, 0)
+    }
+
     func testSnapshotWithInconsistentConfigurationLeavesNodeUnchanged() throws {
         let n = try follower()
         var m = RaftMessage(type: .snap, to: 2, from: 1, term: 1)
