@@ -149,6 +149,41 @@ final class EtcdSideBySideTests: XCTestCase {
     /// panics (Keel waits and probes again).
     static let knownEtcdCrashes = ["runtime error: invalid memory address or nil pointer dereference", "need non-empty snapshot"]
     var etcdCrashes = 0
+    var outgoingVoterSnapshots = 0
+    var harnessStops = 0
+
+    /// Both harnesses (etcd's rafttest and ours, deliberately the same) store a Ready's entries
+    /// before its snapshot; a Ready carrying a snapshot and entries after it then fails in the
+    /// in-memory storage — etcd's panics, ours throws. Same output up to there, same failure:
+    /// the schedule ends there as a match.
+    static func isHarnessAppendBeforeSnapshot(etcd: String, keel: String) -> Bool {
+        let e = etcd.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+        let k = keel.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+        guard let eLast = e.last, let kLast = k.last, e.count == k.count, e.dropLast() == k.dropLast() else { return false }
+        let digits = { (s: String) in s.split(whereSeparator: { !$0.isNumber }).map(String.init) }
+        return eLast.hasPrefix("panic: missing log entry [last: ") && kLast.hasPrefix("raft: missing log entries: last ")
+            && digits(eLast) == digits(kLast)
+    }
+
+    /// Keel installs a snapshot on a node that is only an outgoing voter of a joint
+    /// configuration (as etcd does from 3.5 on); etcd 3.4 ignores it and the node's log then
+    /// differs. True when the first difference between the two outputs is such an install: the
+    /// schedule is compared up to there.
+    static func isOutgoingVoterSnapshot(etcd: String, keel: String) -> Bool {
+        let e = etcd.split(separator: "\n", omittingEmptySubsequences: false)
+        let k = keel.split(separator: "\n", omittingEmptySubsequences: false)
+        guard let first = k.indices.first(where: { $0 >= e.count || e[$0] != k[$0] }),
+              let header = k[...first].lastIndex(where: { $0.hasPrefix("> ") && $0.hasSuffix(" handling Ready") }),
+              let node = Int(k[header].dropFirst(2).split(separator: " ")[0]) else { return false }
+        let section = k[(header + 1)...].prefix { !$0.hasPrefix("> ") }
+        guard let snap = section.first(where: { $0.trimmingCharacters(in: .whitespaces).hasPrefix("Snapshot Index:") }) else { return false }
+        func ids(_ field: String) -> Set<Int> {
+            guard let r = snap.range(of: " " + field + ":[") ?? snap.range(of: ":" + field + ":[") else { return [] }
+            let rest = snap[r.upperBound...].prefix { $0 != "]" }
+            return Set(rest.split(separator: " ").compactMap { Int($0) })
+        }
+        return ids("VotersOutgoing").contains(node) && !ids("Voters").contains(node) && !ids("Learners").contains(node)
+    }
 
     /// Parses the Go program's output: "=== line" markers, each followed by that directive's output.
     static func parseGo(_ text: String) -> [Int: String] {
@@ -198,6 +233,14 @@ final class EtcdSideBySideTests: XCTestCase {
                 etcdCrashes += 1
                 return nil
             }
+            if want != keel, Self.isHarnessAppendBeforeSnapshot(etcd: want, keel: keel) {
+                harnessStops += 1
+                return nil
+            }
+            if want != keel, Self.isOutgoingVoterSnapshot(etcd: want, keel: keel) {
+                outgoingVoterSnapshots += 1
+                return nil
+            }
             if want != keel {
                 let kept = NSTemporaryDirectory() + "keel-raft-differs-\(seed).txt"
                 try? schedule.script.write(toFile: kept, atomically: true, encoding: .utf8)
@@ -219,6 +262,6 @@ final class EtcdSideBySideTests: XCTestCase {
             }
             compared += 1
         }
-        print("side by side with etcd raft: \(compared) schedules of 150 steps identical (\(etcdCrashes) of them cut short where etcd 3.4 crashed; seeds \(base)…\(base &+ UInt64(seeds) - 1))")
+        print("side by side with etcd raft: \(compared) schedules of 150 steps identical (\(etcdCrashes) of them cut short where etcd 3.4 crashed, \(outgoingVoterSnapshots) where etcd 3.4 ignores a snapshot sent to an outgoing voter, \(harnessStops) where both harnesses stored entries before a snapshot; seeds \(base)…\(base &+ UInt64(seeds) - 1))")
     }
 }
