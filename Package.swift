@@ -19,6 +19,8 @@ let package = Package(
         .library(name: "KeelRaftSim", targets: ["KeelRaftSim"]),
         .library(name: "KeelNode", targets: ["KeelNode"]),
         .library(name: "KeelGRPC", targets: ["KeelGRPC"]),
+        .library(name: "KeelServer", targets: ["KeelServer"]),
+        .executable(name: "keel", targets: ["keel"]),
         .executable(name: "keelutl", targets: ["keelutl"]),
         // Benchmarks only: LD_PRELOAD it to count allocations (`keelutl bench raft` reports them).
         .library(name: "KeelMallocCount", type: .dynamic, targets: ["CKeelMallocCount"]),
@@ -28,6 +30,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-protobuf.git", exact: "1.39.0"),
         .package(url: "https://github.com/grpc/grpc-swift-2.git", exact: "2.4.3"),
         .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", exact: "2.4.1"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", exact: "2.9.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", exact: "2.101.3"),
     ],
     targets: [
         // Tiny C: _GNU_SOURCE syscalls Glibc does not export, and the SSE4.2 CRC-32C instruction.
@@ -62,6 +66,18 @@ let package = Package(
                                                  .product(name: "GRPCCore", package: "grpc-swift-2"),
                                                  .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
                                                  .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        // The etcd v3 server: gRPC services over KeelNode, HTTP endpoints, configuration.
+        .target(name: "KeelServer", dependencies: ["KeelNode", "KeelGRPC", "KeelMVCC", "KeelProto", "KeelRaft", "KeelIO", "KeelBackend",
+                                                   .product(name: "GRPCCore", package: "grpc-swift-2"),
+                                                   .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+                                                   .product(name: "NIOCore", package: "swift-nio"),
+                                                   .product(name: "NIOPosix", package: "swift-nio"),
+                                                   .product(name: "NIOHTTP1", package: "swift-nio"),
+                                                   .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        // The server executable (`keel`) and its client commands (`keel bench`).
+        .executableTarget(name: "keel", dependencies: ["KeelServer", "KeelGRPC", "KeelProto",
+                                                      .product(name: "GRPCCore", package: "grpc-swift-2"),
+                                                      .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport")]),
         // The fdatasync latency profiler.
         .target(name: "KeelDiskProfiler", dependencies: ["KeelIO"]),
         // Offline inspection behind `keelutl` (bbolt files, etcd schema, WAL and snap files).
@@ -88,6 +104,9 @@ let package = Package(
         .testTarget(name: "KeelInspectTests", dependencies: ["KeelInspect", "KeelBolt", "KeelIO", "KeelTestSupport", "KeelFuzz"]),
         .testTarget(name: "KeelRaftTests", dependencies: ["KeelRaft", "KeelRaftSim", "KeelProto", "KeelIO", "KeelTestSupport"]),
         .testTarget(name: "KeelGRPCTests", dependencies: ["KeelGRPC", .product(name: "GRPCCore", package: "grpc-swift-2")]),
+        .testTarget(name: "KeelServerTests", dependencies: ["KeelServer", "KeelGRPC", "KeelProto", "KeelIO", "KeelTestSupport",
+                                                            .product(name: "GRPCCore", package: "grpc-swift-2"),
+                                                            .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport")]),
         .testTarget(name: "KeelNodeTests", dependencies: ["KeelNode", "KeelMVCC", "KeelProto", "KeelWAL", "KeelIO", "KeelTestSupport"]),
         .testTarget(name: "KeelMVCCTests", dependencies: ["KeelMVCC", "KeelBackend", "KeelBolt", "KeelLMDB", "KeelProto", "KeelIO", "KeelTestSupport"]),
         .testTarget(name: "KeelBackendTests", dependencies: ["KeelBackend", "KeelBench", "KeelBolt", "KeelLMDB", "KeelIO", "KeelTestSupport"]),

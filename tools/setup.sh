@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Keel's build and tests need on a Debian machine (run as root). Idempotent.
 set -euo pipefail
-packages=(pkg-config libcrypt-dev liblmdb-dev libzstd-dev lmdb-utils golang-go golang-github-coreos-bbolt-dev golang-etcd-server-dev etcd-server etcd-client fio)
+packages=(pkg-config libcrypt-dev liblmdb-dev libzstd-dev lmdb-utils golang-go golang-github-coreos-bbolt-dev golang-etcd-server-dev etcd-server etcd-client fio curl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -343,6 +343,35 @@ extension KVStore {
         }
     }
 
+    /// etcd's `CheckPassword`, done before raft so the password never enters the log.
+    public func checkPassword(_ name: String, password: String) throws(MVCCError) {
+        let hash: String = try withLock { () throws(MVCCError) in
+            guard authEnabled else { throw MVCCError.authNotEnabled }
+            guard let user = try getUser(name), !user.options.noPassword else { throw MVCCError.authFailed }
+            return String(decoding: user.password, as: UTF8.self)
+        }
+        // bcrypt is slow on purpose: outside the store's lock.
+        guard BCrypt.check(password, hash: hash) else { throw MVCCError.authFailed }
+    }
+
+    /// etcd's token assignment when an Authenticate entry (carrying the token prefix chosen
+    /// before raft, no password) is applied: the token is `<prefix>.<raft index>`.
+    public func assignToken(prefix: String, user name: String, index raftIndex: UInt64) throws(MVCCError) -> String {
+        try withLock { () throws(MVCCError) in
+            guard authEnabled else { throw MVCCError.authNotEnabled }
+            guard try getUser(name) != nil else { throw MVCCError.authFailed }
+            let token = prefix + ".\(raftIndex)"
+            tokens[token] = SimpleToken(info: AuthInfo(user: name, revision: authRev), expiry: clockNow() + KVStore.simpleTokenTTL)
+            return token
+        }
+    }
+
+    /// 16 random letters: the token prefix the server puts in an Authenticate entry.
+    public static func tokenPrefix() -> String {
+        let letters = Array("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+        return String((0..<16).map { _ in letters[Int.random(in: 0..<letters.count)] })
+    }
+
     /// The user behind a token (renewing it), or `.invalidAuthToken`.
     public func authInfo(token: String) throws(MVCCError) -> AuthInfo {
         try withLock { () throws(MVCCError) in

@@ -119,6 +119,8 @@ public final class KVStore: @unchecked Sendable {
     public var consistentIndex: UInt64 { withLock { appliedIndex } }
     /// Keys in the index (live or with history).
     public var indexedKeys: Int { withLock { index.count } }
+    /// Backend batch commits so far (for commit-duration metrics).
+    public var backendCommits: Int { writer.counters.commits }
 
     @inline(__always)
     func withLock<T>(_ body: () throws(MVCCError) -> T) throws(MVCCError) -> T {

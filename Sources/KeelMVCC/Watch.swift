@@ -44,6 +44,14 @@ public final class WatchStream: @unchecked Sendable {
     /// The next ID to hand out (guarded by the store's lock).
     var nextID: Int64 = 0
     private(set) var closed = false
+    private var onReady: (@Sendable () -> Void)?
+
+    /// Called (outside the stream's lock, on the writer's thread) each time a response is
+    /// queued, so an asynchronous owner can drain with `poll` instead of blocking in `wait`.
+    /// It must only schedule work.
+    public func setReadyHandler(_ handler: (@Sendable () -> Void)?) {
+        lock.withLock { onReady = handler }
+    }
 
     init(store: KVStore, capacity: Int) {
         self.store = store
@@ -55,7 +63,25 @@ public final class WatchStream: @unchecked Sendable {
     /// - Throws: `.compacted` is not thrown here: a start below the compacted revision yields
     ///   a response with `compactRevision` set and the watch canceled, as etcd does.
     public func watch(_ request: WatchRequest) throws(MVCCError) -> Int64 {
-        try store.addWatcher(stream: self, request: request)
+        try store.addWatcher(stream: self, request: request, announce: { _ in nil })
+    }
+
+    /// Starts a watch and queues `announce(id)` (etcd's "created" response) ahead of any of
+    /// its events, atomically, so a server relaying the queue never sends an event first.
+    public func watch(_ request: WatchRequest, announce: (Int64) -> Etcdserverpb_WatchResponse) throws(MVCCError) -> Int64 {
+        try store.addWatcher(stream: self, request: request, announce: announce)
+    }
+
+    /// Queues a control response (a cancel, a progress notification, an error) after what is
+    /// already queued, ignoring the capacity: there is at most one per client request.
+    public func enqueue(_ response: Etcdserverpb_WatchResponse) {
+        let handler: (@Sendable () -> Void)? = lock.withLock {
+            if closed { return nil }
+            queue.append(response)
+            lock.signal()
+            return onReady
+        }
+        handler?()
     }
 
     /// Stops a watch. False when there was none with that ID.
@@ -95,19 +121,22 @@ public final class WatchStream: @unchecked Sendable {
         store.removeStream(self)
         lock.withLock {
             closed = true
+            onReady = nil
             lock.broadcast()
         }
     }
 
     /// Queues a response unless the queue is full.
     func offer(_ response: Etcdserverpb_WatchResponse) -> Bool {
-        lock.withLock {
-            if closed { return true }
-            guard queue.count < capacity else { return false }
+        let (taken, handler): (Bool, (@Sendable () -> Void)?) = lock.withLock {
+            if closed { return (true, nil) }
+            guard queue.count < capacity else { return (false, nil) }
             queue.append(response)
             lock.signal()
-            return true
+            return (true, onReady)
         }
+        handler?()
+        return taken
     }
 }
 
@@ -158,7 +187,7 @@ extension KVStore {
     public func openWatchStream(capacity: Int = 128) -> WatchStream { WatchStream(store: self, capacity: capacity) }
 
     /// Registers a watcher and returns its ID (the client's, or the stream's next free one).
-    func addWatcher(stream: WatchStream, request: WatchRequest) throws(MVCCError) -> Int64 {
+    func addWatcher(stream: WatchStream, request: WatchRequest, announce: (Int64) -> Etcdserverpb_WatchResponse?) throws(MVCCError) -> Int64 {
         try withLock { () throws(MVCCError) -> Int64 in
             try checkOpen()
             func taken(_ id: Int64) -> Bool { watchers.contains { $0.stream === stream && $0.id == id } }
@@ -177,6 +206,7 @@ extension KVStore {
                 w.minRev = max(current + 1, start)
                 syncedWatchers.insert(ObjectIdentifier(w))
             }
+            if let created = announce(id) { stream.enqueue(created) }
             watchers.append(w)
             return id
         }

@@ -12,6 +12,14 @@ public enum NodeError: Error, Sendable, CustomStringConvertible {
     case noLeader
     /// A request that raft refused (uncommitted-size limit, leadership transfer).
     case proposalDropped
+    /// The encoded request is larger than `Config.maxRequestBytes` (etcd's `--max-request-bytes`).
+    case requestTooLarge
+    /// A leader-only operation reached a member that does not lead.
+    case notLeader
+    /// A leader transfer named a member that is not a voter.
+    case badLeaderTransferee
+    /// The operation did not finish in time (etcd's "request timed out" family); says which.
+    case timedOut(String)
     /// The data directory cannot be used (locked, half made, inconsistent); says what and where.
     case dataDirectory(String)
     /// The node stopped because durable state failed; see the message.
@@ -22,6 +30,10 @@ public enum NodeError: Error, Sendable, CustomStringConvertible {
         case .stopped: return "etcdserver: server stopped"
         case .noLeader: return "etcdserver: no leader"
         case .proposalDropped: return "etcdserver: request cancelled (raft proposal dropped)"
+        case .requestTooLarge: return "etcdserver: request is too large"
+        case .notLeader: return "etcdserver: not leader"
+        case .badLeaderTransferee: return "etcdserver: bad leader transferee"
+        case let .timedOut(m): return "etcdserver: \(m)"
         case let .dataDirectory(m): return "data directory: \(m)"
         case let .fatal(m): return "fatal: \(m)"
         }

@@ -31,12 +31,17 @@ public final class RaftNode: @unchecked Sendable {
         /// Where the backend file is (default `<data dir>/member/snap/db`); the backend always
         /// uses the real file system, the WAL the one given to `start`.
         public var backendPath: String?
+        /// The largest encoded request accepted (etcd's `--max-request-bytes`, 1.5 MiB).
+        public var maxRequestBytes = 1_572_864
         public init(dataDirectory: String) { self.dataDirectory = dataDirectory }
     }
 
     public let config: Config
     /// The store requests are applied to (read it directly for serializable reads).
     public let kv: KVStore
+    /// Durations and counters for `/metrics`.
+    public let metrics = NodeMetrics()
+    private var lastLeader: UInt64 = 0
     private let fs: any FileSystem
     private let backend: any Backend
     private let storage: MemoryStorage
@@ -162,6 +167,11 @@ public final class RaftNode: @unchecked Sendable {
         // As etcd: a lease ID is chosen before proposing, so every member applies the same one.
         if r.hasLeaseGrant && r.leaseGrant.id == 0 { r.leaseGrant.id = ids.next() & Int64.max }
         let data: [UInt8] = (try? r.serializedBytes()) ?? []
+        if data.count > config.maxRequestBytes {
+            lock.unlock()
+            done(.failure(.requestTooLarge))
+            return
+        }
         waiters[id] = done
         inbox.append((r, data, Date()))
         lock.signal()
@@ -213,6 +223,52 @@ public final class RaftNode: @unchecked Sendable {
                             raftIndex: last, raftAppliedIndex: applied,
                             dbSize: (try? backend.size()) ?? 0, dbSizeInUse: (try? backend.sizeInUse()) ?? 0,
                             isLearner: st.confState.learners.contains(config.memberID))
+    }
+
+    /// Why the node stopped on its own (a failed fdatasync, a damaged entry), or nil while
+    /// it runs or after a normal `stop()`.
+    public var fatalError: NodeError? {
+        lock.lock()
+        defer { lock.unlock() }
+        return failure
+    }
+
+    /// The current voters and learners.
+    public var membership: (voters: [UInt64], learners: [UInt64]) {
+        lock.lock()
+        defer { lock.unlock() }
+        let cs = raw.confState
+        return (cs.voters.sorted(), cs.learners.sorted())
+    }
+
+    /// The leader's ID (0: none known) and the raft term, cheaply (every response header).
+    public var leaderAndTerm: (leader: UInt64, term: UInt64) {
+        lock.lock()
+        defer { lock.unlock() }
+        return (raw.lead, raw.term)
+    }
+
+    /// Hands leadership to `target` (etcd's MoveLeader) and waits until it leads, up to
+    /// `timeout` seconds. Only the leader may do this; `target` must be a voter.
+    public func moveLeader(to target: UInt64, timeout: Double) async throws(NodeError) {
+        try beginTransfer(to: target)
+        let deadline = Date().addingTimeInterval(timeout)
+        while leaderAndTerm.leader != target {
+            if Date() > deadline { throw NodeError.timedOut("request timed out, leader transfer took too long") }
+            try? await Task.sleep(nanoseconds: 10_000_000)
+        }
+    }
+
+    private func beginTransfer(to target: UInt64) throws(NodeError) {
+        lock.lock()
+        defer { lock.unlock() }
+        if let f = failure ?? (stopping ? NodeError.stopped : nil) { throw f }
+        guard raw.role == .leader else { throw NodeError.notLeader }
+        guard raw.confState.voters.contains(target) else { throw NodeError.badLeaderTransferee }
+        if raw.lead != target {
+            raw.transferLeader(to: target)
+            lock.signal()
+        }
     }
 
     /// Raft's status (term, leader, commit, applied, …).
@@ -366,7 +422,9 @@ public final class RaftNode: @unchecked Sendable {
             //    raft says it must: entries, or a new term or vote).
             let hs = rd.hardState.map { HardState(term: $0.term, vote: $0.vote, commit: $0.commit) } ?? HardState()
             do {
+                let began = DispatchTime.now().uptimeNanoseconds
                 try wal.save(hardState: hs, entries: rd.entries.map { Entry(type: $0.type.rawValue, term: $0.term, index: $0.index, data: $0.data) })
+                if rd.mustSync { metrics.walFsync.observe(seconds: Double(DispatchTime.now().uptimeNanoseconds - began) / 1e9) }
             } catch {
                 // An fsync or write failure: the WAL is lost for writing. Never retry.
                 throw NodeError.fatal("WAL write failed: \(error)")
@@ -379,6 +437,11 @@ public final class RaftNode: @unchecked Sendable {
             }
             // 2. Send.
             if !rd.messages.isEmpty { transport?(rd.messages) }
+            if let soft = rd.softState, soft.lead != lastLeader {
+                if soft.lead != 0 { metrics.leaderChanges.add() }
+                lastLeader = soft.lead
+            }
+            if let h = rd.hardState { metrics.committedIndex.store(h.commit) }
             // 3. Apply.
             for e in rd.committedEntries { try apply(e) }
             for rs in rd.readStates {
@@ -391,7 +454,10 @@ public final class RaftNode: @unchecked Sendable {
             confirmedReads.removeAll { $0.index <= appliedIndex }
             for r in ready { r.done(.success(())) }
         }
+        let commitsBefore = kv.backendCommits
+        let began = DispatchTime.now().uptimeNanoseconds
         do { try kv.commitIfDue() } catch { throw NodeError.fatal("backend commit failed: \(error)") }
+        if kv.backendCommits != commitsBefore { metrics.backendCommit.observe(seconds: Double(DispatchTime.now().uptimeNanoseconds - began) / 1e9) }
     }
 
     private func apply(_ e: RaftEntry) throws(NodeError) {
@@ -452,7 +518,12 @@ public final class RaftNode: @unchecked Sendable {
                 }
                 return .alarms(kv.alarmList())
             }
-            if r.hasAuthenticate { return .authenticated(token: try kv.authenticate(r.authenticate.name, password: r.authenticate.password, index: index)) }
+            if r.hasAuthenticate {
+                let a = r.authenticate
+                // etcd's form: password checked before raft, the token prefix in the entry.
+                if !a.simpleToken.isEmpty { return .authenticated(token: try kv.assignToken(prefix: a.simpleToken, user: a.name, index: index)) }
+                return .authenticated(token: try kv.authenticate(a.name, password: a.password, index: index))
+            }
             if r.hasAuthEnable { try kv.authEnable(index: index); return .authChanged }
             if r.hasAuthDisable { try kv.authDisable(index: index); return .authChanged }
             if r.hasAuthUserAdd {

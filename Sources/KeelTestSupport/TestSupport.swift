@@ -30,6 +30,13 @@ public enum Shell {
         public var stderr: String
         /// Whether the program died of a signal (a crash) rather than exiting.
         public var signaled = false
+
+        public init(status: Int32, stdout: String, stderr: String, signaled: Bool = false) {
+            self.status = status
+            self.stdout = stdout
+            self.stderr = stderr
+            self.signaled = signaled
+        }
     }
 
     /// Runs `arguments[0]` (looked up in PATH) and waits.

@@ -210,8 +210,13 @@ final class EtcdSideBySideTests: XCTestCase {
         let path = NSTemporaryDirectory() + "keel-raft-schedule-\(getpid())-\(seed).txt"
         try schedule.script.write(toFile: path, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: path) }
-        let result = try Shell.run(["/bin/sh", "-c", "\"\(try etcdRaft.binary())\" < \"\(path)\""])
-        guard result.status == 0 else { return "seed \(seed): etcdraft exited \(result.status): \(result.stderr)" }
+        // A time limit: a schedule must never hang the suite (coreutils' timeout exits 124).
+        let result = try Shell.run(["/bin/sh", "-c", "timeout 60 \"\(try etcdRaft.binary())\" < \"\(path)\""])
+        guard result.status == 0 else {
+            let kept = NSTemporaryDirectory() + "keel-raft-failed-\(seed).txt"
+            try? schedule.script.write(toFile: kept, atomically: true, encoding: .utf8)
+            return "seed \(seed): etcdraft exited \(result.status)\(result.status == 124 ? " (timed out after 60 s)" : "") on \(kept): \(result.stderr.suffix(2000))"
+        }
         let etcd = Self.parseGo(result.stdout)
         for (line, keel) in schedule.outputs {
             let want = etcd[line] ?? "<missing>"

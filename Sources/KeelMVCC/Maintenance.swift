@@ -1,0 +1,25 @@
+import KeelBackend
+
+/// Maintenance on the whole store: online defragmentation and backend snapshots (etcd's
+/// Maintenance/Defragment and Maintenance/Snapshot).
+extension KVStore {
+    /// Commits the open batch and rewrites the backend compactly while holding the store's lock
+    /// (writers and readers of this store wait; etcd's defragment also blocks the backend).
+    /// - Throws: `.backend` when the rewrite failed (the original file is left in place).
+    public func defragment() throws(MVCCError) {
+        try withLock { () throws(MVCCError) in
+            try checkOpen()
+            try forceCommitLocked()
+            cachedKeyBucket = nil
+            do { try backend.defragment() } catch { throw MVCCError.backend("defragment: \(error)") }
+        }
+    }
+
+    /// Commits the open batch, then streams a consistent copy of the backend file (as of that
+    /// commit) to `sink` while writers continue. Returns the bytes written.
+    @discardableResult
+    public func backup(to sink: (UnsafeRawBufferPointer) throws(BackendError) -> Void) throws(MVCCError) -> Int64 {
+        try forceCommit()
+        do { return try backend.backup(to: sink) } catch { throw MVCCError.backend("snapshot: \(error)") }
+    }
+}

@@ -1,0 +1,228 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import KeelGRPC
+import KeelMVCC
+import KeelNode
+import KeelProto
+import NIOPosix
+
+/// An etcd 3.4-compatible member: KeelNode (raft, WAL, MVCC) behind etcd's v3 gRPC API, with
+/// etcd's HTTP endpoints on `--listen-metrics-urls`.
+///
+/// ```swift
+/// var config = ServerConfig()
+/// config.dataDir = "/tmp/my.etcd"
+/// config.listenClientURLs = ["http://127.0.0.1:0"]      // port 0: any free port
+/// let server = try await KeelServer.start(config)
+/// print(server.clientPorts)                              // where etcdctl can connect
+/// await server.stop()
+/// ```
+public final class KeelServer: Sendable {
+    /// The etcd API version Keel serves.
+    public static let etcdAPIVersion = ServerCore.etcdVersion
+    public let config: ServerConfig
+    public let node: RaftNode
+    let core: ServerCore
+    let log: ServerLog
+    private let grpc: [(server: GRPCServer<HTTP2ServerTransport.Posix>, task: Task<Void, any Error>, finished: Flag)]
+    private let http: [HTTPEndpoints]
+    private let background: Task<Void, Never>
+    private let state = StopState()
+    /// The bound client (gRPC) ports, in `--listen-client-urls` order.
+    public let clientPorts: [Int]
+    /// The bound metrics (HTTP) ports, in `--listen-metrics-urls` order.
+    public let metricsPorts: [Int]
+
+    private init(config: ServerConfig, node: RaftNode, core: ServerCore, log: ServerLog,
+                 grpc: [(GRPCServer<HTTP2ServerTransport.Posix>, Task<Void, any Error>, Flag)], clientPorts: [Int],
+                 http: [HTTPEndpoints], background: Task<Void, Never>) {
+        self.config = config
+        self.node = node
+        self.core = core
+        self.log = log
+        self.grpc = grpc.map { (server: $0.0, task: $0.1, finished: $0.2) }
+        self.clientPorts = clientPorts
+        self.http = http
+        self.metricsPorts = http.map(\.port)
+        self.background = background
+    }
+
+    /// Opens the data directory (creating a new single-member cluster when it is empty),
+    /// starts raft, and listens on the client and metrics URLs.
+    /// - Throws: `ConfigError` for a bad configuration, `NodeError.dataDirectory` when the data
+    ///   directory is in use or damaged, or the transport's error when a port cannot be bound.
+    public static func start(_ config: ServerConfig, log: ServerLog = ServerLog(level: "info")) async throws -> KeelServer {
+        for u in config.listenClientURLs + config.listenMetricsURLs where u.hasPrefix("https://") {
+            throw ConfigError("\(u): TLS listeners are not supported yet (serve plain http:// on loopback, or put a TLS proxy in front)")
+        }
+        if config.backend != "bolt" {
+            throw ConfigError("--backend \(config.backend): the server runs on the bolt engine only so far (lmdb and crosscheck serve `keelutl bench`)")
+        }
+        let retention = try config.compactionRetention()
+        for (flag, _) in ServerConfig.notHonoured.sorted(by: { $0.key < $1.key }) where ProcessInfo.processInfo.environment["ETCD_" + flag.dropFirst(2).uppercased().replacingOccurrences(of: "-", with: "_")] != nil {
+            log.warn("flag accepted but not honoured yet", ["flag": flag])
+        }
+        var nodeConfig = RaftNode.Config(dataDirectory: config.effectiveDataDir)
+        nodeConfig.tickMilliseconds = max(1, config.heartbeatMilliseconds)
+        nodeConfig.heartbeatTicks = 1
+        nodeConfig.electionTicks = max(2, config.electionMilliseconds / max(1, config.heartbeatMilliseconds))
+        nodeConfig.maxRequestBytes = config.maxRequestBytes
+        nodeConfig.kvOptions.maxTxnOps = config.maxTxnOps
+        nodeConfig.kvOptions.quotaBytes = config.quotaBackendBytes
+        nodeConfig.kvOptions.memberID = nodeConfig.memberID
+        nodeConfig.kvOptions.bcryptCost = config.bcryptCost
+        // etcd: the shortest lease is 1.5 election timeouts, rounded up to a second.
+        nodeConfig.kvOptions.minLeaseTTL = Int64((Double(config.electionMilliseconds) * 1.5 / 1000).rounded(.up))
+        log.info("starting keel", ["name": config.name, "data-dir": config.effectiveDataDir, "etcd-api": ServerCore.etcdVersion,
+                                   "listen-client-urls": config.listenClientURLs.joined(separator: ","),
+                                   "heartbeat-ms": "\(config.heartbeatMilliseconds)", "election-ms": "\(config.electionMilliseconds)"])
+        let began = Date()
+        let node = try RaftNode.start(config: nodeConfig)
+        let st = node.memberStatus()
+        log.info("opened data directory", ["applied-index": "\(st.raftAppliedIndex)", "last-index": "\(st.raftIndex)",
+                                          "revision": "\(node.kv.currentRevision)", "took": String(format: "%.3fs", Date().timeIntervalSince(began))])
+        let metrics = ServerMetrics()
+        let core = ServerCore(node: node, config: config, metrics: metrics)
+        var servers: [(GRPCServer<HTTP2ServerTransport.Posix>, Task<Void, any Error>, Flag)] = []
+        var ports: [Int] = []
+        var endpoints: [HTTPEndpoints] = []
+        do {
+            for url in config.listenClientURLs {
+                let (host, port) = try ServerConfig.hostAndPort(url)
+                let transport = HTTP2ServerTransport.Posix(
+                    address: host.contains(":") ? .ipv6(host: host, port: port) : .ipv4(host: host, port: port),
+                    transportSecurity: .plaintext,
+                    config: .defaults { c in
+                        // etcd: the request limit plus 512 KiB of gRPC overhead.
+                        c.rpc.maxRequestPayloadSize = config.maxRequestBytes + 512 * 1024
+                    })
+                let server = GRPCServer(transport: transport, services: [
+                    KVService(core: core), WatchService(core: core), LeaseService(core: core), ClusterService(core: core),
+                    MaintenanceService(core: core), AuthService(core: core), HealthService(),
+                ])
+                let finished = Flag()
+                let task = Task {
+                    defer { finished.set() }
+                    try await server.serve()
+                }
+                servers.append((server, task, finished))
+                let bound = try await transport.listeningAddress
+                let boundPort = bound.ipv4?.port ?? bound.ipv6?.port ?? port
+                ports.append(boundPort)
+                log.info("serving client requests (gRPC)", ["address": "\(host):\(boundPort)"])
+            }
+            for url in config.listenMetricsURLs {
+                let (host, port) = try ServerConfig.hostAndPort(url)
+                let h = try await HTTPEndpoints.start(host: host, port: port, core: core, group: MultiThreadedEventLoopGroup.singleton)
+                endpoints.append(h)
+                log.info("serving /metrics, /health and /version", ["address": "\(host):\(h.port)"])
+            }
+        } catch {
+            for (s, t, _) in servers { s.beginGracefulShutdown(); t.cancel() }
+            for h in endpoints { await h.close() }
+            node.stop()
+            throw error
+        }
+        let background = Task.detached { await Self.maintain(core: core, log: log, retention: retention) }
+        return KeelServer(config: config, node: node, core: core, log: log, grpc: servers, clientPorts: ports, http: endpoints, background: background)
+    }
+
+    /// Background duties: watchers catch up every 100 ms (etcd's sync loop), auto compaction,
+    /// and noticing a fatal node error.
+    static func maintain(core: ServerCore, log: ServerLog, retention: Double) async {
+        var compactor = AutoCompactor(mode: core.config.autoCompactionMode, retention: retention)
+        var reportedFatal = false
+        while !Task.isCancelled {
+            try? await Task.sleep(nanoseconds: 100_000_000)
+            try? core.kv.syncWatchers()
+            if let f = core.node.fatalError, !reportedFatal {
+                reportedFatal = true
+                log.error("member stopped: durable state failed; restart to recover from the WAL", ["error": f.description])
+            }
+            if let rev = compactor.due(now: Date().timeIntervalSince1970, currentRevision: core.kv.currentRevision, compacted: core.kv.compactRevision) {
+                var proposal = Etcdserverpb_InternalRaftRequest()
+                proposal.compaction.revision = rev
+                do {
+                    _ = try await core.propose(proposal)
+                    log.info("auto compaction", ["revision": "\(rev)", "mode": core.config.autoCompactionMode])
+                } catch {
+                    log.warn("auto compaction failed", ["revision": "\(rev)", "error": "\(error)"])
+                }
+            }
+        }
+    }
+
+    /// Why the member stopped by itself (a failed fdatasync), if it did.
+    public var fatalError: NodeError? { node.fatalError }
+
+    /// Stops gracefully: no new RPCs, in-flight ones answered (streams get up to 2 s), then the
+    /// WAL and the backend are closed. Idempotent.
+    public func stop() async {
+        guard state.begin() else { return }
+        log.info("stopping", [:])
+        for (server, _, _) in grpc { server.beginGracefulShutdown() }
+        let deadline = Date().addingTimeInterval(2)
+        for (_, task, finished) in grpc {
+            while Date() < deadline && !finished.isSet {
+                try? await Task.sleep(nanoseconds: 20_000_000)
+            }
+            task.cancel()
+            _ = try? await task.value
+        }
+        for h in http { await h.close() }
+        background.cancel()
+        await background.value
+        node.stop()
+        log.info("stopped", [:])
+    }
+}
+
+/// Whether `stop` began (it runs once).
+final class StopState: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stopping = false
+    func begin() -> Bool { lock.withLock { defer { stopping = true }; return !stopping } }
+}
+
+/// A flag set once from any thread.
+final class Flag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    func set() { lock.withLock { value = true } }
+    var isSet: Bool { lock.withLock { value } }
+}
+
+/// etcd's auto compaction: `periodic` keeps `retention` seconds of history (sampling the
+/// revision every tenth of it, at least every second), `revision` keeps `retention` revisions
+/// (checked every `revisionInterval` seconds, 5 minutes as etcd).
+struct AutoCompactor {
+    let mode: String
+    let retention: Double
+    var revisionInterval: Double = 300
+    private var samples: [(time: Double, revision: Int64)] = []
+    private var lastCheck: Double = 0
+
+    init(mode: String, retention: Double) {
+        self.mode = mode
+        self.retention = retention
+    }
+
+    /// The revision to compact to now, if any.
+    mutating func due(now: Double, currentRevision: Int64, compacted: Int64) -> Int64? {
+        guard retention > 0 else { return nil }
+        if mode == "revision" {
+            guard now - lastCheck >= revisionInterval else { return nil }
+            lastCheck = now
+            let target = currentRevision - Int64(retention)
+            return target > max(compacted, 0) ? target : nil
+        }
+        let interval = max(retention / 10, 1)
+        if samples.isEmpty || now - samples[samples.count - 1].time >= interval { samples.append((now, currentRevision)) }
+        // The newest sample at least `retention` old is the revision to keep from.
+        guard let i = samples.lastIndex(where: { now - $0.time >= retention }) else { return nil }
+        let target = samples[i].revision
+        samples.removeFirst(i + 1)
+        return target > max(compacted, 0) ? target : nil
+    }
+}

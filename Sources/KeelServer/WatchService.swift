@@ -1,0 +1,151 @@
+import Foundation
+import GRPCCore
+import KeelGRPC
+import KeelMVCC
+import KeelProto
+import SwiftProtobuf
+
+/// etcd's Watch service: one bidirectional stream carries many watches. Each stream owns a
+/// KeelMVCC `WatchStream`; a created response is queued atomically with the watch, so no
+/// event precedes it, and one writer task relays the queue. Events for a slow client wait in
+/// the store (the watcher becomes a victim) instead of slowing writers.
+struct WatchService: Etcdserverpb_Watch.ServiceProtocol {
+    let core: ServerCore
+
+    /// What wakes the relaying task.
+    enum Wake: Sendable { case queued, end }
+
+    func watch(request: StreamingServerRequest<Etcdserverpb_WatchRequest>, context: ServerContext) async throws -> StreamingServerResponse<Etcdserverpb_WatchResponse> {
+        core.metrics.started("Watch", "Watch", type: "bidi_stream")
+        let info: AuthInfo?
+        do { info = try core.authInfo(request.metadata) } catch {
+            core.metrics.handled("Watch", "Watch", type: "bidi_stream", code: ServerCore.codeName(error.code))
+            throw error
+        }
+        let core = self.core
+        return StreamingServerResponse { writer in
+            let stream = core.kv.openWatchStream(capacity: 1024)
+            let fragments = WatchIDSet()
+            let (wakes, wake) = AsyncStream<Wake>.makeStream(bufferingPolicy: .bufferingNewest(2))
+            stream.setReadyHandler { wake.yield(.queued) }
+            defer {
+                stream.close()
+                wake.finish()
+            }
+            var status = "OK"
+            do {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        defer { wake.yield(.end) }
+                        for try await req in request.messages {
+                            Self.handle(req, stream: stream, fragments: fragments, info: info, core: core)
+                        }
+                    }
+                    group.addTask {
+                        for await w in wakes {
+                            for response in stream.poll() {
+                                try await Self.send(response, fragmentAllowed: fragments.contains(response.watchID), to: writer, core: core)
+                            }
+                            if case .end = w { break }
+                        }
+                    }
+                    _ = try await group.next()
+                    group.cancelAll()
+                }
+            } catch {
+                status = ServerCore.codeName(ServerCore.rpcError(error).code)
+                core.metrics.handled("Watch", "Watch", type: "bidi_stream", code: status)
+                throw error
+            }
+            core.metrics.handled("Watch", "Watch", type: "bidi_stream", code: status)
+            return [:]
+        }
+    }
+
+    static func handle(_ req: Etcdserverpb_WatchRequest, stream: WatchStream, fragments: WatchIDSet, info: AuthInfo?, core: ServerCore) {
+        switch req.requestUnion {
+        case let .createRequest(c)?:
+            var response = Etcdserverpb_WatchResponse()
+            response.created = true
+            do {
+                try core.kv.checkPermission(info, key: [UInt8](c.key), rangeEnd: [UInt8](c.rangeEnd), write: false)
+            } catch {
+                // etcd answers a refused create with a created-and-canceled response.
+                response.watchID = -1
+                response.canceled = true
+                response.cancelReason = "etcdserver: " + error.description
+                stream.enqueue(response)
+                return
+            }
+            var w = WatchRequest(key: [UInt8](c.key), rangeEnd: [UInt8](c.rangeEnd), startRevision: c.startRevision)
+            w.prevKV = c.prevKv
+            w.noPut = c.filters.contains(.noput)
+            w.noDelete = c.filters.contains(.nodelete)
+            w.id = c.watchID == 0 ? nil : c.watchID
+            do {
+                let id = try stream.watch(w) { id in
+                    var r = response
+                    r.watchID = id
+                    return r
+                }
+                if c.fragment { fragments.insert(id) }
+                if c.startRevision != 0 { try? core.kv.syncWatchers() }
+            } catch {
+                response.watchID = -1
+                response.canceled = true
+                response.cancelReason = error.description
+                stream.enqueue(response)
+            }
+        case let .cancelRequest(c)?:
+            if stream.cancel(c.watchID) {
+                var response = Etcdserverpb_WatchResponse()
+                response.watchID = c.watchID
+                response.canceled = true
+                fragments.remove(c.watchID)
+                stream.enqueue(response)
+            }
+        case .progressRequest?:
+            if let response = stream.requestProgress() { stream.enqueue(response) }
+        case nil:
+            break
+        }
+    }
+
+    /// Sends one response with the full header; a response larger than the request limit is
+    /// split into fragments when its watch asked for them (etcd's `fragment`).
+    static func send(_ response: Etcdserverpb_WatchResponse, fragmentAllowed: Bool, to writer: RPCWriter<Etcdserverpb_WatchResponse>, core: ServerCore) async throws {
+        var r = response
+        r.header = core.header(r.header)
+        let limit = core.config.maxRequestBytes
+        guard fragmentAllowed, r.events.count > 1, (try? r.serializedBytes() as [UInt8])?.count ?? 0 > limit else {
+            try await writer.write(r)
+            return
+        }
+        var pieces: [[Mvccpb_Event]] = [[]]
+        var size = 0
+        for e in r.events {
+            let n = (try? e.serializedBytes() as [UInt8])?.count ?? 0
+            if size + n > limit, !pieces[pieces.count - 1].isEmpty {
+                pieces.append([])
+                size = 0
+            }
+            pieces[pieces.count - 1].append(e)
+            size += n
+        }
+        for (i, events) in pieces.enumerated() {
+            var part = r
+            part.events = events
+            part.fragment = i < pieces.count - 1
+            try await writer.write(part)
+        }
+    }
+}
+
+/// Watch IDs of one stream that asked for fragmented responses.
+final class WatchIDSet: @unchecked Sendable {
+    private let lock = NSLock()
+    private var ids = Set<Int64>()
+    func insert(_ id: Int64) { lock.withLock { _ = ids.insert(id) } }
+    func remove(_ id: Int64) { lock.withLock { _ = ids.remove(id) } }
+    func contains(_ id: Int64) -> Bool { lock.withLock { ids.contains(id) } }
+}
