@@ -10,7 +10,7 @@ import XCTest
 /// The `keel` executable killed with SIGKILL in the middle of a put load from concurrent
 /// clients: after a restart every acknowledged put is there, and `keelutl check` passes on the
 /// backend file.
-final class CrashTests: XCTestCase {
+final class ServerCrashTests: XCTestCase {
     func keelPath() throws -> String {
         let dir = URL(fileURLWithPath: try keelutlPath()).deletingLastPathComponent()
         let path = dir.appendingPathComponent("keel").path
