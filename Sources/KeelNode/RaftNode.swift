@@ -33,6 +33,16 @@ public final class RaftNode: @unchecked Sendable {
         public var backendPath: String?
         /// The largest encoded request accepted (etcd's `--max-request-bytes`, 1.5 MiB).
         public var maxRequestBytes = 1_572_864
+        /// Applied entries between snapshots (etcd's `--snapshot-count`).
+        public var snapshotCount: UInt64 = 100_000
+        /// Entries kept in the raft log behind a snapshot for slow followers (etcd: 5000).
+        public var snapshotCatchUpEntries: UInt64 = 5000
+        /// `.snap` files and WAL segments kept (etcd's `--max-snapshots`, `--max-wals`; 0: all).
+        public var maxSnapshots = 5
+        public var maxWALs = 5
+        /// The members written into each `.snap` (etcd's v2 store); default: this member
+        /// with etcd's default name and URLs.
+        public var members: [V2Member] = []
         public init(dataDirectory: String) { self.dataDirectory = dataDirectory }
     }
 
@@ -68,6 +78,8 @@ public final class RaftNode: @unchecked Sendable {
     private var tickCount = 0
     /// Expired leases whose revoke is proposed and not yet applied.
     private var revoking: Set<Int64> = []
+    /// The index of the newest `.snap` (0: none).
+    private var snapshotIndex: UInt64 = 0
 
     /// Where the driver sends messages to peers (none for a single member). Called on the
     /// driver thread after the Ready is durable; it must only enqueue.
@@ -121,8 +133,12 @@ public final class RaftNode: @unchecked Sendable {
                 let peers = config.peers.isEmpty ? [(config.memberID, [UInt8]())] : config.peers.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
                 try raw.bootstrap(peers: peers)
             } else {
-                wal = try WAL.open(fileSystem: fs, directory: walDir)
-                let contents = try wal.readAll()
+                let (opened, snap, contents) = try RaftNode.openWAL(fs: fs, walDir: walDir, snapDir: snapDir)
+                wal = opened
+                if let snap {
+                    try storage.applySnapshot(snap)
+                    snapshotIndex = snap.index
+                }
                 try storage.append(contents.entries.map { RaftEntry(term: $0.term, index: $0.index, type: EntryType(rawValue: $0.type) ?? .normal, data: $0.data) })
                 let hs = contents.hardState
                 storage.setHardState(RaftHardState(term: hs.term, vote: hs.vote, commit: hs.commit))
@@ -444,6 +460,7 @@ public final class RaftNode: @unchecked Sendable {
             if let h = rd.hardState { metrics.committedIndex.store(h.commit) }
             // 3. Apply.
             for e in rd.committedEntries { try apply(e) }
+            if !rd.committedEntries.isEmpty { try snapshotIfDue() }
             for rs in rd.readStates {
                 if let done = readWaiters.removeValue(forKey: rs.context) { confirmedReads.append((rs.index, done)) }
             }
@@ -458,6 +475,80 @@ public final class RaftNode: @unchecked Sendable {
         let began = DispatchTime.now().uptimeNanoseconds
         do { try kv.commitIfDue() } catch { throw NodeError.fatal("backend commit failed: \(error)") }
         if kv.backendCommits != commitsBefore { metrics.backendCommit.observe(seconds: Double(DispatchTime.now().uptimeNanoseconds - began) / 1e9) }
+    }
+
+    /// Opens the WAL at the newest `.snap` it has a snapshot record for (etcd's rule: a snap
+    /// file without its WAL record is an orphan of a crash between the two writes), repairing a
+    /// torn tail left by a crash.
+    static func openWAL(fs: any FileSystem, walDir: String, snapDir: String) throws -> (WAL, RaftSnapshot?, WAL.Contents) {
+        let snapshotter = Snapshotter(fileSystem: fs, directory: snapDir)
+        var candidates: [RaftSnapshot?] = []
+        for name in (try? snapshotter.names()) ?? [] {
+            if let s = try? snapshotter.read(path: snapDir + "/" + name) { candidates.append(RaftSnapshot(s)) }
+        }
+        candidates.append(nil)
+        var lastError: (any Error)?
+        for snap in candidates {
+            let at = WALSnapshot(index: snap?.index ?? 0, term: snap?.term ?? 0)
+            for attempt in 0..<2 {
+                let wal = try WAL.open(fileSystem: fs, directory: walDir, snapshot: at)
+                do {
+                    return (wal, snap, try wal.readAll())
+                } catch {
+                    try? wal.close()
+                    lastError = error
+                    if case .tornTail = error, attempt == 0, try WAL.repair(fileSystem: fs, directory: walDir) { continue }
+                    if case .snapshotNotFound = error { break }
+                    throw error
+                }
+            }
+        }
+        throw lastError ?? WALError.noSegments(directory: walDir)
+    }
+
+    /// etcd's snapshot trigger: every `snapshotCount` applied entries, commit the backend (so
+    /// the consistent index is durable), write the `.snap` (v2 store with the membership), record
+    /// it in the WAL, compact the in-memory log to `snapshotCatchUpEntries` behind it, release
+    /// the WAL segments before it, and purge files beyond `maxSnapshots`/`maxWALs`.
+    private func snapshotIfDue() throws(NodeError) {
+        guard config.snapshotCount > 0, appliedIndex > snapshotIndex, appliedIndex - snapshotIndex > config.snapshotCount else { return }
+        let index = appliedIndex
+        do {
+            try kv.forceCommit()
+            let members = config.members.isEmpty
+                ? [V2Member(id: config.memberID, name: "default", peerURLs: ["http://localhost:2380"], clientURLs: ["http://localhost:2379"])]
+                : config.members
+            let snap = try storage.createSnapshot(at: index, confState: raw.confState, data: V2Store.json(members: members))
+            let bytes: [UInt8] = try snap.proto.serializedBytes()
+            // The file first, then its WAL record: a crash between leaves an orphan file,
+            // never a record without its file.
+            try Snapshotter(fileSystem: fs, directory: config.dataDirectory + "/member/snap").save(term: snap.term, index: index, snapshot: bytes)
+            try wal.saveSnapshot(WALSnapshot(index: index, term: snap.term))
+            snapshotIndex = index
+            if index > config.snapshotCatchUpEntries {
+                let compactTo = index - config.snapshotCatchUpEntries
+                if compactTo > storage.firstIndex() { try storage.compact(to: compactTo) }
+            }
+            wal.releaseLock(to: index)
+        } catch let e as WALError {
+            throw NodeError.fatal("saving the snapshot at \(index): \(e)")
+        } catch {
+            throw NodeError.fatal("snapshot at \(index): \(error)")
+        }
+        purgeFiles()
+    }
+
+    /// Removes the oldest `.snap` files beyond `maxSnapshots` and unlocked WAL segments beyond
+    /// `maxWALs` (a locked segment is still needed and is never removed).
+    private func purgeFiles() {
+        let snapDir = config.dataDirectory + "/member/snap", walDir = config.dataDirectory + "/member/wal"
+        if config.maxSnapshots > 0, let names = try? Snapshotter(fileSystem: fs, directory: snapDir).names(), names.count > config.maxSnapshots {
+            for name in names.dropFirst(config.maxSnapshots) { try? fs.remove(snapDir + "/" + name) }
+        }
+        if config.maxWALs > 0, let names = try? WAL.segmentNames(fs, walDir), names.count > config.maxWALs {
+            let locked = Set(wal.lockedSegments)
+            for name in names.prefix(names.count - config.maxWALs) where !locked.contains(name) { try? fs.remove(walDir + "/" + name) }
+        }
     }
 
     private func apply(_ e: RaftEntry) throws(NodeError) {

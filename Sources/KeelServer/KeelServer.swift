@@ -68,6 +68,11 @@ public final class KeelServer: Sendable {
         nodeConfig.heartbeatTicks = 1
         nodeConfig.electionTicks = max(2, config.electionMilliseconds / max(1, config.heartbeatMilliseconds))
         nodeConfig.maxRequestBytes = config.maxRequestBytes
+        nodeConfig.snapshotCount = config.snapshotCount
+        nodeConfig.maxSnapshots = config.maxSnapshots
+        nodeConfig.maxWALs = config.maxWALs
+        nodeConfig.members = [V2Member(id: nodeConfig.memberID, name: config.name, peerURLs: config.initialAdvertisePeerURLs,
+                                       clientURLs: config.advertiseClientURLs)]
         nodeConfig.kvOptions.maxTxnOps = config.maxTxnOps
         nodeConfig.kvOptions.quotaBytes = config.quotaBackendBytes
         nodeConfig.kvOptions.memberID = nodeConfig.memberID
