@@ -436,12 +436,17 @@ public final class RaftNode: @unchecked Sendable {
             do { rd = try raw.ready() } catch { throw NodeError.fatal("raft: \(error)") }
             // 1. Durable before anything is sent or acknowledged (WAL.save fdatasyncs when
             //    raft says it must: entries, or a new term or vote).
+            //    The lock is released meanwhile: proposers keep queueing (the next Ready
+            //    batches them) instead of waiting out the fdatasync. Only this thread touches
+            //    the WAL, and raft is not stepped until the lock is back.
             let hs = rd.hardState.map { HardState(term: $0.term, vote: $0.vote, commit: $0.commit) } ?? HardState()
-            do {
-                let began = DispatchTime.now().uptimeNanoseconds
-                try wal.save(hardState: hs, entries: rd.entries.map { Entry(type: $0.type.rawValue, term: $0.term, index: $0.index, data: $0.data) })
-                if rd.mustSync { metrics.walFsync.observe(seconds: Double(DispatchTime.now().uptimeNanoseconds - began) / 1e9) }
-            } catch {
+            let walEntries = rd.entries.map { Entry(type: $0.type.rawValue, term: $0.term, index: $0.index, data: $0.data) }
+            lock.unlock()
+            let began = DispatchTime.now().uptimeNanoseconds
+            let saved = Result { () throws(WALError) in try wal.save(hardState: hs, entries: walEntries) }
+            if rd.mustSync { metrics.walFsync.observe(seconds: Double(DispatchTime.now().uptimeNanoseconds - began) / 1e9) }
+            lock.lock()
+            do { try saved.get() } catch {
                 // An fsync or write failure: the WAL is lost for writing. Never retry.
                 throw NodeError.fatal("WAL write failed: \(error)")
             }
@@ -471,10 +476,14 @@ public final class RaftNode: @unchecked Sendable {
             confirmedReads.removeAll { $0.index <= appliedIndex }
             for r in ready { r.done(.success(())) }
         }
+        // The backend commit (an fdatasync) also runs without the lock.
         let commitsBefore = kv.backendCommits
+        lock.unlock()
         let began = DispatchTime.now().uptimeNanoseconds
-        do { try kv.commitIfDue() } catch { throw NodeError.fatal("backend commit failed: \(error)") }
+        let committed = Result { () throws(MVCCError) in try kv.commitIfDue() }
         if kv.backendCommits != commitsBefore { metrics.backendCommit.observe(seconds: Double(DispatchTime.now().uptimeNanoseconds - began) / 1e9) }
+        lock.lock()
+        do { try committed.get() } catch { throw NodeError.fatal("backend commit failed: \(error)") }
     }
 
     /// Opens the WAL at the newest `.snap` it has a snapshot record for (etcd's rule: a snap
