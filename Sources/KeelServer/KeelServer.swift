@@ -7,6 +7,9 @@ import KeelNode
 import KeelProto
 import NIOPosix
 
+/// The client listener's transport: gRPC and HTTP/1.1 on one port.
+typealias ClientTransport = HTTP2ServerTransport.Custom<ClientPortListener>
+
 /// An etcd 3.4-compatible member: KeelNode (raft, WAL, MVCC) behind etcd's v3 gRPC API, with
 /// etcd's HTTP endpoints on `--listen-metrics-urls`.
 ///
@@ -25,7 +28,7 @@ public final class KeelServer: Sendable {
     public let node: RaftNode
     let core: ServerCore
     let log: ServerLog
-    private let grpc: [(server: GRPCServer<HTTP2ServerTransport.Posix>, task: Task<Void, any Error>, finished: Flag)]
+    private let grpc: [(server: GRPCServer<ClientTransport>, task: Task<Void, any Error>, finished: Flag)]
     private let http: [HTTPEndpoints]
     private let background: Task<Void, Never>
     private let state = StopState()
@@ -35,7 +38,7 @@ public final class KeelServer: Sendable {
     public let metricsPorts: [Int]
 
     private init(config: ServerConfig, node: RaftNode, core: ServerCore, log: ServerLog,
-                 grpc: [(GRPCServer<HTTP2ServerTransport.Posix>, Task<Void, any Error>, Flag)], clientPorts: [Int],
+                 grpc: [(GRPCServer<ClientTransport>, Task<Void, any Error>, Flag)], clientPorts: [Int],
                  http: [HTTPEndpoints], background: Task<Void, Never>) {
         self.config = config
         self.node = node
@@ -89,19 +92,16 @@ public final class KeelServer: Sendable {
                                           "revision": "\(node.kv.currentRevision)", "took": String(format: "%.3fs", Date().timeIntervalSince(began))])
         let metrics = ServerMetrics()
         let core = ServerCore(node: node, config: config, metrics: metrics)
-        var servers: [(GRPCServer<HTTP2ServerTransport.Posix>, Task<Void, any Error>, Flag)] = []
+        var servers: [(GRPCServer<ClientTransport>, Task<Void, any Error>, Flag)] = []
         var ports: [Int] = []
         var endpoints: [HTTPEndpoints] = []
         do {
             for url in config.listenClientURLs {
                 let (host, port) = try ServerConfig.hostAndPort(url)
-                let transport = HTTP2ServerTransport.Posix(
-                    address: host.contains(":") ? .ipv6(host: host, port: port) : .ipv4(host: host, port: port),
-                    transportSecurity: .plaintext,
-                    config: .defaults { c in
-                        // etcd: the request limit plus 512 KiB of gRPC overhead.
-                        c.rpc.maxRequestPayloadSize = config.maxRequestBytes + 512 * 1024
-                    })
+                var transportConfig = ClientTransport.Config.defaults
+                // etcd: the request limit plus 512 KiB of gRPC overhead.
+                transportConfig.rpc.maxRequestPayloadSize = config.maxRequestBytes + 512 * 1024
+                let transport = ClientTransport(listenerFactory: ClientPortListener(host: host, port: port, core: core), config: transportConfig)
                 let server = GRPCServer(transport: transport, services: [
                     KVService(core: core), WatchService(core: core), LeaseService(core: core), ClusterService(core: core),
                     MaintenanceService(core: core), AuthService(core: core), HealthService(),
@@ -112,10 +112,12 @@ public final class KeelServer: Sendable {
                     try await server.serve()
                 }
                 servers.append((server, task, finished))
-                let bound = try await transport.listeningAddress
+                guard let bound = await transport.listeningAddress else {
+                    throw ConfigError("cannot listen on \(url) (is the port in use?)")
+                }
                 let boundPort = bound.ipv4?.port ?? bound.ipv6?.port ?? port
                 ports.append(boundPort)
-                log.info("serving client requests (gRPC)", ["address": "\(host):\(boundPort)"])
+                log.info("serving client requests (gRPC and HTTP /health, /version, /metrics)", ["address": "\(host):\(boundPort)"])
             }
             for url in config.listenMetricsURLs {
                 let (host, port) = try ServerConfig.hostAndPort(url)

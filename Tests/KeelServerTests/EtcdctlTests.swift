@@ -129,6 +129,14 @@ final class EtcdctlTests: XCTestCase {
         XCTAssertEqual(code, 200)
         XCTAssertTrue(body.contains("\"health\":\"true\""), body)
         XCTAssertEqual(try h.http("/version").body, "{\"etcdserver\":\"3.4.0\",\"etcdcluster\":\"3.4.0\"}")
+        // The client port answers HTTP/1.1 too, as etcd's does, and keeps serving gRPC.
+        XCTAssertEqual(try h.http("/version", clientPort: true).body, "{\"etcdserver\":\"3.4.0\",\"etcdcluster\":\"3.4.0\"}")
+        let clientHealth = try h.http("/health", clientPort: true)
+        XCTAssertEqual(clientHealth.status, 200)
+        XCTAssertTrue(clientHealth.body.contains("\"health\":\"true\""), clientHealth.body)
+        XCTAssertTrue(try h.http("/metrics", clientPort: true).body.contains("etcd_server_has_leader 1"))
+        XCTAssertEqual(try h.http("/nope", clientPort: true).status, 404)
+        XCTAssertEqual(try h.ok(["put", "after-http", "1"]), "OK\n")
         let metrics = try h.http("/metrics").body
         for name in ["etcd_server_has_leader 1", "etcd_disk_wal_fsync_duration_seconds_bucket", "etcd_mvcc_db_total_size_in_bytes",
                      "grpc_server_handled_total{grpc_code=\"OK\",grpc_method=\"Put\",grpc_service=\"etcdserverpb.KV\",grpc_type=\"unary\"}"] {

@@ -135,9 +135,10 @@ final class ServerHarness: @unchecked Sendable {
         }
     }
 
-    /// GET on the metrics listener.
-    func http(_ path: String) throws -> (status: Int, body: String) {
-        let out = try ServerHarness.run(["curl", "-s", "-w", "\n%{http_code}", metricsURL + path], timeout: 10, environment: [:])
+    /// GET on the metrics listener, or on the client port (gRPC and HTTP share it).
+    func http(_ path: String, clientPort: Bool = false) throws -> (status: Int, body: String) {
+        let base = clientPort ? "http://" + endpoint : metricsURL
+        let out = try ServerHarness.run(["curl", "-s", "-w", "\n%{http_code}", base + path], timeout: 10, environment: [:])
         var lines = out.stdout.split(separator: "\n", omittingEmptySubsequences: false)
         let code = Int(lines.popLast() ?? "") ?? 0
         return (code, lines.joined(separator: "\n"))
