@@ -1,0 +1,94 @@
+import Foundation
+import KeelServer
+import KeelTestSupport
+import XCTest
+
+/// Operator workflows through Debian's etcdctl 3.4: a real NOSPACE and its recovery,
+/// mirroring into a second keel, `check perf`, leader moves and membership answers.
+final class EtcdctlOperationsTests: XCTestCase {
+    func testNoSpaceAlarmAndRecovery() async throws {
+        try ServerHarness.etcdctlAvailable()
+        let h = ServerHarness(dataDir: try temporaryDirectory(self) + "/q.etcd")
+        try await h.start { $0.quotaBackendBytes = 400_000 }
+        defer { Task { await h.stop() } }
+        let value = String(repeating: "v", count: 20_000)
+        var refused: Shell.Output?
+        for i in 0..<60 {
+            let out = try h.ctl(["put", "big\(i % 5)"], input: value)
+            if out.status != 0 { refused = out; break }
+        }
+        guard let refused else { return XCTFail("the quota was never reached") }
+        XCTAssertTrue(refused.stderr.contains("etcdserver: mvcc: database space exceeded"), refused.stderr)
+        XCTAssertEqual(try h.ok(["alarm", "list"]), "memberID:10276657743932975437 alarm:NOSPACE \n")
+        let (healthStatus, healthBody) = try h.http("/health")
+        XCTAssertEqual(healthStatus, 503)
+        XCTAssertTrue(healthBody.contains("\"health\":\"false\""), healthBody)
+        // Reads and deletes still work; puts do not until the space is recovered.
+        XCTAssertTrue(try h.ok(["get", "big0", "--keys-only"]).hasPrefix("big0\n"))
+        let status = try h.ok(["endpoint", "status", "-w", "json"])
+        guard let r = status.range(of: "\"revision\":") else { return XCTFail(status) }
+        let revision = String(status[r.upperBound...].prefix { $0.isNumber })
+        _ = try h.ok(["compaction", revision])
+        _ = try h.ok(["defrag"])
+        XCTAssertEqual(try h.ok(["alarm", "disarm"]), "memberID:10276657743932975437 alarm:NOSPACE \n")
+        XCTAssertEqual(try h.ok(["alarm", "list"]), "")
+        XCTAssertEqual(try h.ok(["put", "after", "recovery"]), "OK\n")
+    }
+
+    func testMakeMirrorIntoASecondKeel() async throws {
+        try ServerHarness.etcdctlAvailable()
+        let dir = try temporaryDirectory(self)
+        let source = ServerHarness(dataDir: dir + "/src.etcd"), destination = ServerHarness(dataDir: dir + "/dst.etcd")
+        try await source.start()
+        try await destination.start()
+        defer { Task { await source.stop(); await destination.stop() } }
+        for i in 0..<20 { _ = try source.ok(["put", "m/\(i)", "v\(i)"]) }
+        let mirror = try ServerHarness.Background(["etcdctl", "--endpoints", source.endpoint, "make-mirror", "--prefix", "m/",
+                                                   destination.endpoint])
+        // Keys written after the mirror started arrive through its watch.
+        try await Task.sleep(nanoseconds: 500_000_000)
+        for i in 20..<30 { _ = try source.ok(["put", "m/\(i)", "v\(i)"]) }
+        _ = try source.ok(["del", "m/0"])
+        let mirrored = try eventually(10) { try destination.ok(["get", "m/", "--prefix", "--keys-only"]).split(separator: "\n").count == 29 }
+        _ = mirror.stop()
+        let has = try destination.ok(["get", "m/", "--prefix", "--keys-only"])
+        XCTAssertTrue(mirrored, "destination has: \(has)")
+        XCTAssertEqual(try destination.ok(["get", "m/25", "--print-value-only"]), "v25\n")
+        XCTAssertEqual(try destination.ok(["get", "m/0"]), "")
+    }
+
+    func testMoveLeaderAndMembershipAnswers() async throws {
+        try ServerHarness.etcdctlAvailable()
+        let h = ServerHarness(dataDir: try temporaryDirectory(self) + "/m.etcd")
+        try await h.start()
+        defer { Task { await h.stop() } }
+        let move = try h.ctl(["move-leader", "8e9e05c52164694d"])
+        XCTAssertEqual(move.status, 0, move.stderr)
+        let bad = try h.ctl(["move-leader", "1234"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("1234 is not in the cluster") || bad.stderr.contains("bad leader transferee"), bad.stderr)
+        let remove = try h.ctl(["member", "remove", "1234"])
+        XCTAssertTrue(remove.stderr.contains("etcdserver: member not found"), remove.stderr)
+        let removeSelf = try h.ctl(["member", "remove", "8e9e05c52164694d"])
+        XCTAssertTrue(removeSelf.stderr.contains("etcdserver: re-configuration failed due to not enough started members"), removeSelf.stderr)
+        let promote = try h.ctl(["member", "promote", "8e9e05c52164694d"])
+        XCTAssertTrue(promote.stderr.contains("etcdserver: can only promote a learner member"), promote.stderr)
+        let add = try h.ctl(["member", "add", "second", "--peer-urls", "http://127.0.0.1:2390"])
+        XCTAssertTrue(add.stderr.contains("peer transport"), add.stderr)
+        let addExisting = try h.ctl(["member", "add", "again", "--peer-urls", "http://localhost:2380"])
+        XCTAssertTrue(addExisting.stderr.contains("etcdserver: Peer URLs already exists"), addExisting.stderr)
+    }
+
+    /// `etcdctl check perf` (60 s of load): its verdict is printed for the notes; the test
+    /// requires it to finish without request errors.
+    func testCheckPerf() async throws {
+        try ServerHarness.etcdctlAvailable()
+        let h = ServerHarness(dataDir: try temporaryDirectory(self) + "/p.etcd")
+        try await h.start { $0.heartbeatMilliseconds = 100; $0.electionMilliseconds = 1000 }
+        defer { Task { await h.stop() } }
+        let out = try h.ctl(["check", "perf", "--load", "s"], timeout: 150)
+        print("etcdctl check perf --load s against keel (debug build):\n\(out.stdout)\(out.stderr)")
+        XCTAssertTrue(out.stdout.contains("Throughput is"), out.stdout + out.stderr)
+        XCTAssertFalse(out.stdout.contains("FAIL: ERROR") || out.stderr.contains("Error:"), out.stdout + out.stderr)
+    }
+}
