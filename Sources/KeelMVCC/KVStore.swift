@@ -506,17 +506,23 @@ public final class KVStore: @unchecked Sendable {
         for op in succeeded ? t.success : t.failure {
             var out = Etcdserverpb_ResponseOp()
             switch op.request {
+            // Each op's header carries only a revision, as etcd's applier sets it: a range the
+            // revision it read at, a put the txn's new revision, a delete the new revision if
+            // the txn changed anything so far (else the old one). A nested txn's is empty.
             case let .requestRange(r)?:
                 var rr = try rangeLocked(r, at: w.readRev)
                 rr.header = Etcdserverpb_ResponseHeader()
+                rr.header.revision = w.readRev
                 out.response = .responseRange(rr)
             case let .requestPut(p)?:
                 var pr = try applyPut(p, &w)
                 pr.header = Etcdserverpb_ResponseHeader()
+                pr.header.revision = w.beginRev + 1
                 out.response = .responsePut(pr)
             case let .requestDeleteRange(d)?:
                 var dr = try applyDelete(d, &w)
                 dr.header = Etcdserverpb_ResponseHeader()
+                dr.header.revision = w.readRev
                 out.response = .responseDeleteRange(dr)
             case let .requestTxn(inner)?:
                 var tr = try applyTxn(inner, path: path, cursor: &cursor, &w)

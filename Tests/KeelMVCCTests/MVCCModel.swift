@@ -213,14 +213,17 @@ final class MVCCModel {
             case let .requestRange(r)?:
                 var rr = try range(r, readRev: readRev)
                 rr.header = Etcdserverpb_ResponseHeader()
+                rr.header.revision = readRev
                 out.response = .responseRange(rr)
             case let .requestPut(p)?:
                 var pr = try applyPut(p)
                 pr.header = Etcdserverpb_ResponseHeader()
+                pr.header.revision = writeRev
                 out.response = .responsePut(pr)
             case let .requestDeleteRange(d)?:
                 var dr = applyDelete(d)
                 dr.header = Etcdserverpb_ResponseHeader()
+                dr.header.revision = readRev
                 out.response = .responseDeleteRange(dr)
             case let .requestTxn(inner)?:
                 var tr = try applyTxn(inner, path: path, cursor: &cursor)
