@@ -43,6 +43,9 @@ public final class RaftNode: @unchecked Sendable {
         /// The members written into each `.snap` (etcd's v2 store); default: this member
         /// with etcd's default name and URLs.
         public var members: [V2Member] = []
+        /// Where the node reports what an operator wants to see (WAL replay progress, snapshots,
+        /// purged files): a message and fields. Called on the driver thread; must not block.
+        public var log: (@Sendable (String, [String: String]) -> Void)?
         public init(dataDirectory: String) { self.dataDirectory = dataDirectory }
     }
 
@@ -80,6 +83,9 @@ public final class RaftNode: @unchecked Sendable {
     private var revoking: Set<Int64> = []
     /// The index of the newest `.snap` (0: none).
     private var snapshotIndex: UInt64 = 0
+    /// The last log index at start and when replay progress was last reported.
+    private var replayTarget: UInt64 = 0
+    private var replayReported = Date()
 
     /// Where the driver sends messages to peers (none for a single member). Called on the
     /// driver thread after the Ready is durable; it must only enqueue.
@@ -152,6 +158,10 @@ public final class RaftNode: @unchecked Sendable {
             throw NodeError.dataDirectory("\(walDir): \(error)")
         }
         appliedIndex = kv.consistentIndex
+        replayTarget = fresh ? 0 : storage.lastIndex()
+        if replayTarget > appliedIndex {
+            config.log?("replaying the WAL", ["from-index": "\(appliedIndex + 1)", "to-index": "\(replayTarget)"])
+        }
         // Leases expire only once this member leads (see manageLeases).
         kv.demote()
     }
@@ -464,7 +474,10 @@ public final class RaftNode: @unchecked Sendable {
             }
             if let h = rd.hardState { metrics.committedIndex.store(h.commit) }
             // 3. Apply.
-            for e in rd.committedEntries { try apply(e) }
+            for e in rd.committedEntries {
+                try apply(e)
+                reportReplay(e.index)
+            }
             if !rd.committedEntries.isEmpty { try snapshotIfDue() }
             for rs in rd.readStates {
                 if let done = readWaiters.removeValue(forKey: rs.context) { confirmedReads.append((rs.index, done)) }
@@ -484,6 +497,19 @@ public final class RaftNode: @unchecked Sendable {
         if kv.backendCommits != commitsBefore { metrics.backendCommit.observe(seconds: Double(DispatchTime.now().uptimeNanoseconds - began) / 1e9) }
         lock.lock()
         do { try committed.get() } catch { throw NodeError.fatal("backend commit failed: \(error)") }
+    }
+
+    /// A progress line every second while entries from before the start are applied.
+    private func reportReplay(_ index: UInt64) {
+        guard replayTarget > 0, let log = config.log else { return }
+        if index >= replayTarget {
+            log("WAL replay finished", ["applied-index": "\(index)"])
+            replayTarget = 0
+        } else if Date().timeIntervalSince(replayReported) >= 1 {
+            replayReported = Date()
+            log("replaying the WAL", ["applied-index": "\(index)", "to-index": "\(replayTarget)",
+                                      "percent": String(format: "%.1f", Double(index) * 100 / Double(max(replayTarget, 1)))])
+        }
     }
 
     /// Opens the WAL at the newest `.snap` it has a snapshot record for (etcd's rule: a snap
@@ -539,6 +565,7 @@ public final class RaftNode: @unchecked Sendable {
                 if compactTo > storage.firstIndex() { try storage.compact(to: compactTo) }
             }
             wal.releaseLock(to: index)
+            config.log?("saved snapshot", ["index": "\(index)", "term": "\(snap.term)"])
         } catch let e as WALError {
             throw NodeError.fatal("saving the snapshot at \(index): \(e)")
         } catch {

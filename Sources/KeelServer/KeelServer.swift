@@ -74,6 +74,7 @@ public final class KeelServer: Sendable {
         nodeConfig.snapshotCount = config.snapshotCount
         nodeConfig.maxSnapshots = config.maxSnapshots
         nodeConfig.maxWALs = config.maxWALs
+        nodeConfig.log = { msg, fields in log.info(msg, fields) }
         nodeConfig.members = [V2Member(id: nodeConfig.memberID, name: config.name, peerURLs: config.initialAdvertisePeerURLs,
                                        clientURLs: config.advertiseClientURLs)]
         nodeConfig.kvOptions.maxTxnOps = config.maxTxnOps
