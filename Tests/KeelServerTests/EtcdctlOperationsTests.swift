@@ -91,4 +91,28 @@ final class EtcdctlOperationsTests: XCTestCase {
         XCTAssertTrue(out.stdout.contains("Throughput is"), out.stdout + out.stderr)
         XCTAssertFalse(out.stdout.contains("FAIL: ERROR") || out.stderr.contains("Error:"), out.stdout + out.stderr)
     }
+
+    /// A second server on a data directory in use refuses with a clear error; a port in use
+    /// too; the first keeps serving.
+    func testDataDirectoryAndPortInUse() async throws {
+        try ServerHarness.etcdctlAvailable()
+        let h = ServerHarness(dataDir: try temporaryDirectory(self) + "/l.etcd")
+        try await h.start()
+        defer { Task { await h.stop() } }
+        do {
+            _ = try await KeelServer.start(ServerHarness.testConfig(dataDir: h.dataDir), log: ServerLog(level: "error"))
+            XCTFail("a second server started on the same data directory")
+        } catch {
+            XCTAssertTrue("\(error)".contains("is another keel or etcd using this data directory?"), "\(error)")
+        }
+        var busy = ServerHarness.testConfig(dataDir: try temporaryDirectory(self) + "/other.etcd")
+        busy.listenClientURLs = ["http://" + h.endpoint]
+        do {
+            _ = try await KeelServer.start(busy, log: ServerLog(level: "error"))
+            XCTFail("a second server bound a port in use")
+        } catch {
+            XCTAssertTrue("\(error)".contains("cannot listen on") || "\(error)".contains("in use"), "\(error)")
+        }
+        XCTAssertEqual(try h.ok(["put", "still", "here"]), "OK\n")
+    }
 }
