@@ -82,6 +82,7 @@ enum Bench {
         do {
             let report = try await run(workload, o)
             print(o.json ? report.json : report.table)
+            if let e = firstError.value { FileHandle.standardError.write(Data("keel bench: first error: \(e)\n".utf8)) }
             return 0
         } catch {
             FileHandle.standardError.write(Data("keel bench \(workload): \(error)\n".utf8))
@@ -167,6 +168,7 @@ enum Bench {
                                 lat.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
                             } catch {
                                 errs += 1
+                                firstError.set("\(error)")
                             }
                         }
                         return (lat, errs)
@@ -283,6 +285,15 @@ enum Bench {
         }
         lastRevision += 1
         return lastRevision
+    }
+
+    /// The first request error, shown with the report.
+    static let firstError = FirstError()
+    final class FirstError: @unchecked Sendable {
+        private let lock = NSLock()
+        private var message: String?
+        func set(_ m: String) { lock.withLock { if message == nil { message = m } } }
+        var value: String? { lock.withLock { message } }
     }
 
     final class SentTimes: @unchecked Sendable {
