@@ -16,10 +16,18 @@ extension KVStore {
     }
 
     /// Commits the open batch, then streams a consistent copy of the backend file (as of that
-    /// commit) to `sink` while writers continue. Returns the bytes written.
+    /// commit) to `sink` while writers continue. Returns the bytes written. With
+    /// `boltScratchPath`, a backend of another engine is exported as a bbolt file (etcd's
+    /// snapshot format) through a temporary file there. `commitFirst: false` is for an owner
+    /// that committed on the thread owning the batch (an LMDB write transaction is tied to
+    /// its thread).
     @discardableResult
-    public func backup(to sink: (UnsafeRawBufferPointer) throws(BackendError) -> Void) throws(MVCCError) -> Int64 {
-        try forceCommit()
-        do { return try backend.backup(to: sink) } catch { throw MVCCError.backend("snapshot: \(error)") }
+    public func backup(boltScratchPath: String? = nil, commitFirst: Bool = true,
+                       to sink: (UnsafeRawBufferPointer) throws(BackendError) -> Void) throws(MVCCError) -> Int64 {
+        if commitFirst { try forceCommit() }
+        do {
+            if let boltScratchPath { return try BoltExport.stream(backend, scratchPath: boltScratchPath, to: sink) }
+            return try backend.backup(to: sink)
+        } catch { throw MVCCError.backend("snapshot: \(error)") }
     }
 }

@@ -17,6 +17,11 @@ import SwiftProtobuf
 /// replayed into the raft log and entries at or below the backend's consistent index are not
 /// applied twice. Single member for now; the message transport is a closure the cluster layer
 /// will supply.
+/// The storage engines a node can run on.
+public enum BackendKind: String, Sendable, CaseIterable {
+    case bolt, lmdb, crosscheck
+}
+
 public final class RaftNode: @unchecked Sendable {
     public struct Config: Sendable {
         public var dataDirectory: String
@@ -31,6 +36,10 @@ public final class RaftNode: @unchecked Sendable {
         /// Where the backend file is (default `<data dir>/member/snap/db`); the backend always
         /// uses the real file system, the WAL the one given to `start`.
         public var backendPath: String?
+        /// The storage engine under MVCC: `bolt` (etcd's file format, `member/snap/db`), `lmdb`
+        /// (an LMDB environment in `member/snap/db.lmdb`), or `crosscheck` (both, every
+        /// operation compared; bolt answers).
+        public var backendKind: BackendKind = .bolt
         /// The largest encoded request accepted (etcd's `--max-request-bytes`, 1.5 MiB).
         public var maxRequestBytes = 1_572_864
         /// Applied entries between snapshots (etcd's `--snapshot-count`).
@@ -63,6 +72,10 @@ public final class RaftNode: @unchecked Sendable {
     private let lock = NSCondition()
     private var inbox: [(request: Etcdserverpb_InternalRaftRequest, data: [UInt8], since: Date)] = []
     private var readInbox: [(context: [UInt8], done: @Sendable (Result<Void, NodeError>) -> Void)] = []
+    /// Work that must run on the driver thread (it owns the backend's write transaction:
+    /// LMDB ties a write transaction to the thread that began it).
+    private var chores: [@Sendable () -> Void] = []
+    private var watchSyncWanted = false
     private var waiters: [UInt64: @Sendable (Result<AppliedResult, NodeError>) -> Void] = [:]
     private var readWaiters: [[UInt8]: @Sendable (Result<Void, NodeError>) -> Void] = [:]
     /// Read points raft confirmed, waiting for the applied index to reach them.
@@ -110,12 +123,30 @@ public final class RaftNode: @unchecked Sendable {
             throw NodeError.dataDirectory("cannot create \(snapDir): \(error)")
         }
         do {
-            // A second node on the same data directory gets a clear error instead of waiting.
+            // A second node on the same data directory gets a clear error instead of waiting
+            // (bolt's file lock; for LMDB alone, the WAL's segment locks below).
             var options = KeelBolt.Options()
             options.lockTimeout = 1
-            backend = try BoltBackend(path: config.backendPath ?? snapDir + "/db", options: options)
+            let boltPath = config.backendPath ?? snapDir + "/db"
+            let lmdbPath = snapDir + "/db.lmdb"
+            switch config.backendKind {
+            case .bolt:
+                backend = try BoltBackend(path: boltPath, options: options)
+            case .lmdb:
+                try? fs.makeDirectoryDurably(lmdbPath)
+                backend = try LMDBBackend(path: lmdbPath)
+            case .crosscheck:
+                let bolt = try BoltBackend(path: boltPath, options: options)
+                try? fs.makeDirectoryDurably(lmdbPath)
+                do {
+                    backend = CrossCheckedBackend(primary: bolt, secondary: try LMDBBackend(path: lmdbPath))
+                } catch {
+                    try? bolt.close()
+                    throw error
+                }
+            }
         } catch {
-            throw NodeError.dataDirectory("cannot open the backend \(snapDir)/db (is another keel or etcd using this data directory?): \(error)")
+            throw NodeError.dataDirectory("cannot open the \(config.backendKind.rawValue) backend in \(snapDir) (is another keel or etcd using this data directory?): \(error)")
         }
         do {
             kv = try KVStore(backend: backend, options: config.kvOptions)
@@ -222,6 +253,33 @@ public final class RaftNode: @unchecked Sendable {
             lock.unlock()
         }
         try result.get()
+    }
+
+    /// Runs `body` on the driver thread, between Readies, and returns its result. Everything
+    /// that commits or rewrites the backend from outside the apply path (defragment, backend
+    /// snapshots, hashes) goes through here: the driver owns the backend's write transaction.
+    public func perform<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        let result: Result<T, any Error> = await withCheckedContinuation { continuation in
+            lock.lock()
+            if let f = failure ?? (stopping ? NodeError.stopped : nil) {
+                lock.unlock()
+                continuation.resume(returning: .failure(f))
+                return
+            }
+            chores.append { continuation.resume(returning: Result { try body() }) }
+            lock.signal()
+            lock.unlock()
+        }
+        return try result.get()
+    }
+
+    /// Asks the driver to let watchers catch up from the backend now (a watch from a past
+    /// revision was created) instead of at the next tick.
+    public func requestWatchSync() {
+        lock.lock()
+        watchSyncWanted = true
+        lock.signal()
+        lock.unlock()
     }
 
     /// What etcd's Maintenance/Status reports about a member (the gRPC layer adds the version).
@@ -354,18 +412,31 @@ public final class RaftNode: @unchecked Sendable {
         let leaderWait = Double(config.electionTicks * config.tickMilliseconds * 2) / 1000
         while true {
             lock.lock()
-            while (inbox.isEmpty || raw.lead == 0) && readInbox.isEmpty && !stopping && !raw.hasReady && Date() < nextTick {
+            while (inbox.isEmpty || raw.lead == 0) && readInbox.isEmpty && chores.isEmpty && !watchSyncWanted && !stopping && !raw.hasReady && Date() < nextTick {
                 _ = lock.wait(until: nextTick)
             }
             if stopping {
                 lock.unlock()
                 break
             }
+            var syncWatchers = watchSyncWanted
             if Date() >= nextTick {
                 raw.tick()
                 tickCount += 1
                 manageLeases()
                 nextTick = Date().addingTimeInterval(tick)
+                syncWatchers = true
+            }
+            watchSyncWanted = false
+            let work = chores
+            chores = []
+            if !work.isEmpty || syncWatchers {
+                // Outside the lock: chores may take a while (defragment, snapshot export).
+                lock.unlock()
+                for chore in work { chore() }
+                // Watchers catch up from the backend (etcd's sync loop, every tick here).
+                if syncWatchers { try? kv.syncWatchers() }
+                lock.lock()
             }
             var proposals = inbox
             inbox = []
@@ -700,11 +771,15 @@ public final class RaftNode: @unchecked Sendable {
         inbox = []
         let queuedReads = readInbox
         readInbox = []
+        let queuedChores = chores
+        chores = []
         stopping = true
         lock.unlock()
         for w in pending { w(.failure(reason)) }
         for c in confirmed { c(.failure(reason)) }
         for q in queuedReads { q.done(.failure(reason)) }
+        // Chores still run (they only answer their callers); the store is open until below.
+        for chore in queuedChores { chore() }
         _ = queued
         // Errors here leave nothing to save: the WAL holds every applied entry, and a backend
         // that could not commit is replayed from it at the next start.

@@ -73,7 +73,8 @@ struct MaintenanceService: Etcdserverpb_Maintenance.ServiceProtocol {
     func defragment(request: ServerRequest<Etcdserverpb_DefragmentRequest>, context: ServerContext) async throws -> ServerResponse<Etcdserverpb_DefragmentResponse> {
         try await core.unary("Maintenance", "Defragment", request) { _, info in
             try core.requireAdmin(info)
-            try core.kv.defragment()
+            let kv = core.kv
+            try await core.node.perform { try kv.defragment() }
             var response = Etcdserverpb_DefragmentResponse()
             response.header = core.header()
             return response
@@ -84,7 +85,8 @@ struct MaintenanceService: Etcdserverpb_Maintenance.ServiceProtocol {
         try await core.unary("Maintenance", "Hash", request) { _, info in
             try core.requireAdmin(info)
             var response = Etcdserverpb_HashResponse()
-            response.hash = try core.kv.hash()
+            let kv = core.kv
+            response.hash = try await core.node.perform { try kv.hash() }
             response.header = core.header()
             return response
         }
@@ -93,7 +95,9 @@ struct MaintenanceService: Etcdserverpb_Maintenance.ServiceProtocol {
     func hashKV(request: ServerRequest<Etcdserverpb_HashKVRequest>, context: ServerContext) async throws -> ServerResponse<Etcdserverpb_HashKVResponse> {
         try await core.unary("Maintenance", "HashKV", request) { r, info in
             try core.requireAdmin(info)
-            let h = try core.kv.hashKV(r.revision)
+            let kv = core.kv, revision = r.revision
+            let h = try await core.node.perform { try kv.hashKV(revision) }
+            
             var response = Etcdserverpb_HashKVResponse()
             response.hash = h.hash
             response.compactRevision = h.compactRevision
@@ -119,7 +123,10 @@ struct MaintenanceService: Etcdserverpb_Maintenance.ServiceProtocol {
         var digest = SHA256()
         let total: Int64
         do {
-            total = try core.kv.backup { (bytes: UnsafeRawBufferPointer) throws(BackendError) in
+            // The batch commits on the driver thread; the copy is read from here.
+            let kv = core.kv
+            try await core.node.perform { try kv.forceCommit() }
+            total = try core.kv.backup(boltScratchPath: path + ".bolt", commitFirst: false) { (bytes: UnsafeRawBufferPointer) throws(BackendError) in
                 digest.update(bytes)
                 out.write(Data(bytes))
             }

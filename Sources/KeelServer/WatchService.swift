@@ -89,7 +89,7 @@ struct WatchService: Etcdserverpb_Watch.ServiceProtocol {
                     return r
                 }
                 if c.fragment { fragments.insert(id) }
-                if c.startRevision != 0 { try? core.kv.syncWatchers() }
+                if c.startRevision != 0 { core.node.requestWatchSync() }
             } catch {
                 response.watchID = -1
                 response.canceled = true

@@ -115,4 +115,16 @@ final class EtcdctlOperationsTests: XCTestCase {
         }
         XCTAssertEqual(try h.ok(["put", "still", "here"]), "OK\n")
     }
+
+    /// `--backend lmdb|crosscheck` is refused by the server with a clear message for now.
+    func testOtherEnginesAreRefusedClearly() async throws {
+        var c = ServerHarness.testConfig(dataDir: try temporaryDirectory(self) + "/lmdb.etcd")
+        c.backend = "lmdb"
+        do {
+            _ = try await KeelServer.start(c, log: ServerLog(level: "error"))
+            XCTFail("started on lmdb")
+        } catch {
+            XCTAssertTrue("\(error)".contains("the server runs on bolt only for now"), "\(error)")
+        }
+    }
 }
