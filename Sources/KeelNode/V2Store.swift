@@ -1,4 +1,5 @@
 import Foundation
+import KeelIO
 
 /// etcd 3.4's v2 store as the JSON it keeps in `.snap` files: the cluster membership under
 /// `/0/members/<id>/{raftAttributes,attributes}`, the cluster version at `/0/version`, and an
@@ -95,23 +96,9 @@ public enum V2Store {
         "{\"action\":\"\(action)\",\"node\":{\"key\":\(quote(key)),\"value\":\(quote(value)),\"modifiedIndex\":\(index),\"createdIndex\":\(index)}}"
     }
 
-    /// A JSON string as Go's encoding/json writes it (HTML-safe escapes included).
+    /// A JSON string as Go's encoding/json writes it: with its HTML-safe escapes.
     static func quote(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case "<": out += "\\u003c"
-            case ">": out += "\\u003e"
-            case "&": out += "\\u0026"
-            default:
-                if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
-            }
-        }
-        return out + "\""
+        JSONLine.quote(s).replacingOccurrences(of: "<", with: "\\u003c").replacingOccurrences(of: ">", with: "\\u003e")
+            .replacingOccurrences(of: "&", with: "\\u0026")
     }
 }

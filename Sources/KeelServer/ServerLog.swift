@@ -1,4 +1,5 @@
 import Foundation
+import KeelIO
 
 /// Structured log lines in etcd's JSON shape (`level`, `ts`, `msg`, then fields), one per
 /// line on stderr, filtered by `--log-level`.
@@ -28,18 +29,5 @@ public struct ServerLog: Sendable {
         sink(line + "}")
     }
 
-    static func quote(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
-            }
-        }
-        return out + "\""
-    }
+    static func quote(_ s: String) -> String { JSONLine.quote(s) }
 }

@@ -69,19 +69,21 @@ public enum Shell {
 }
 
 /// Drains a pipe on a background thread so a chatty child cannot block on a full pipe.
-final class PipeDrain: @unchecked Sendable {
+public final class PipeDrain: @unchecked Sendable {
     private var data = Data()
     private let done = DispatchSemaphore(value: 0)
 
-    init(_ handle: FileHandle) {
+    public init(_ handle: FileHandle) {
         Thread.detachNewThread { [self] in
             data = handle.readDataToEndOfFile()
             done.signal()
         }
     }
 
-    func wait() -> String {
+    /// The whole output (waits for its end; may be called more than once).
+    public func wait() -> String {
         done.wait()
+        done.signal()
         return String(decoding: data, as: UTF8.self)
     }
 }

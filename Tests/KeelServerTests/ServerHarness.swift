@@ -76,7 +76,7 @@ final class ServerHarness: @unchecked Sendable {
         try process.run()
         if let input { inp.fileHandleForWriting.write(Data(input.utf8)) }
         try? inp.fileHandleForWriting.close()
-        let outData = Drain(out.fileHandleForReading), errData = Drain(err.fileHandleForReading)
+        let outData = PipeDrain(out.fileHandleForReading), errData = PipeDrain(err.fileHandleForReading)
         let deadline = Date().addingTimeInterval(timeout)
         while process.isRunning && Date() < deadline { usleep(10_000) }
         if process.isRunning { process.terminate() }
@@ -89,7 +89,7 @@ final class ServerHarness: @unchecked Sendable {
     final class Background: @unchecked Sendable {
         let process = Process()
         private let out = Pipe(), err = Pipe()
-        private var outDrain: Drain?, errDrain: Drain?
+        private var outDrain: PipeDrain?, errDrain: PipeDrain?
 
         init(_ arguments: [String]) throws {
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -101,8 +101,8 @@ final class ServerHarness: @unchecked Sendable {
             process.standardError = err
             process.standardInput = FileHandle.nullDevice
             try process.run()
-            outDrain = Drain(out.fileHandleForReading)
-            errDrain = Drain(err.fileHandleForReading)
+            outDrain = PipeDrain(out.fileHandleForReading)
+            errDrain = PipeDrain(err.fileHandleForReading)
         }
 
         /// Stops it (SIGINT, then SIGKILL after 5 s) and returns stdout and stderr.
@@ -116,23 +116,6 @@ final class ServerHarness: @unchecked Sendable {
         }
 
         deinit { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
-    }
-
-    /// Reads a pipe to its end on a thread of its own.
-    final class Drain: @unchecked Sendable {
-        private var data = Data()
-        private let done = DispatchSemaphore(value: 0)
-        init(_ handle: FileHandle) {
-            Thread.detachNewThread { [self] in
-                data = handle.readDataToEndOfFile()
-                done.signal()
-            }
-        }
-        func wait() -> String {
-            done.wait()
-            done.signal()
-            return String(decoding: data, as: UTF8.self)
-        }
     }
 
     /// GET on the metrics listener, or on the client port (gRPC and HTTP share it).
