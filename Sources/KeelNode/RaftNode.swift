@@ -36,6 +36,8 @@ public final class RaftNode: @unchecked Sendable {
         /// Where the backend file is (default `<data dir>/member/snap/db`); the backend always
         /// uses the real file system, the WAL the one given to `start`.
         public var backendPath: String?
+        /// A separate WAL directory (etcd's `--wal-dir`); default `<data dir>/member/wal`.
+        public var walDirectory: String?
         /// The storage engine under MVCC: `bolt` (etcd's file format, `member/snap/db`), `lmdb`
         /// (an LMDB environment in `member/snap/db.lmdb`), or `crosscheck` (both, every
         /// operation compared; bolt answers).
@@ -116,7 +118,7 @@ public final class RaftNode: @unchecked Sendable {
         self.config = config
         self.fs = fs
         let member = config.dataDirectory + "/member"
-        let walDir = member + "/wal", snapDir = member + "/snap"
+        let walDir = config.walDirectory ?? member + "/wal", snapDir = member + "/snap"
         do {
             try fs.makeDirectoryDurably(snapDir)
         } catch {
@@ -648,7 +650,7 @@ public final class RaftNode: @unchecked Sendable {
     /// Removes the oldest `.snap` files beyond `maxSnapshots` and unlocked WAL segments beyond
     /// `maxWALs` (a locked segment is still needed and is never removed).
     private func purgeFiles() {
-        let snapDir = config.dataDirectory + "/member/snap", walDir = config.dataDirectory + "/member/wal"
+        let snapDir = config.dataDirectory + "/member/snap", walDir = config.walDirectory ?? config.dataDirectory + "/member/wal"
         if config.maxSnapshots > 0, let names = try? Snapshotter(fileSystem: fs, directory: snapDir).names(), names.count > config.maxSnapshots {
             for name in names.dropFirst(config.maxSnapshots) { try? fs.remove(snapDir + "/" + name) }
         }

@@ -78,6 +78,7 @@ public final class KeelServer: Sendable {
         nodeConfig.electionTicks = max(2, config.electionMilliseconds / max(1, config.heartbeatMilliseconds))
         nodeConfig.maxRequestBytes = config.maxRequestBytes
         nodeConfig.backendKind = backendKind
+        if !config.walDir.isEmpty { nodeConfig.walDirectory = config.walDir }
         nodeConfig.snapshotCount = config.snapshotCount
         nodeConfig.maxSnapshots = config.maxSnapshots
         nodeConfig.maxWALs = config.maxWALs

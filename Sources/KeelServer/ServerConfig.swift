@@ -121,6 +121,9 @@ public struct ServerConfig: Sendable {
                 value = String(body[body.index(after: eq)...])
             }
             let key = "--" + name
+            guard knownFlags.contains(key) || notHonoured[key] != nil else {
+                throw ConfigError("unknown flag \(key) (see keel --help)")
+            }
             if value == nil {
                 if booleanFlags.contains(key) {
                     if i + 1 < arguments.count, ["true", "false"].contains(arguments[i + 1]) { value = arguments[i + 1]; i += 1 } else { value = "true" }

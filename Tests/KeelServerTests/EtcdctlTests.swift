@@ -216,6 +216,21 @@ final class EtcdctlTests: XCTestCase {
         XCTAssertEqual(try h.ok(["put", "still", "serving"]), "OK\n")
     }
 
+    /// `--wal-dir` puts the WAL segments there, as etcd does; a restart finds them.
+    func testSeparateWALDirectory() async throws {
+        let sep = ServerHarness(dataDir: try temporaryDirectory(self) + "/sep.etcd")
+        let walDir = sep.dataDir + "-wal"
+        try await sep.start { $0.walDir = walDir }
+        _ = try sep.ok(["put", "w", "1"])
+        let segments = try FileManager.default.contentsOfDirectory(atPath: walDir).filter { $0.hasSuffix(".wal") }
+        XCTAssertEqual(segments.count, 1)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: sep.dataDir + "/member/wal"))
+        await sep.stop()
+        try await sep.start { $0.walDir = walDir }
+        XCTAssertEqual(try sep.ok(["get", "w", "--print-value-only"]), "1\n")
+        await sep.stop()
+    }
+
     func testRestartKeepsEverything() async throws {
         _ = try h.ok(["put", "k1", "v1"])
         _ = try h.ok(["put", "k1", "v2"])

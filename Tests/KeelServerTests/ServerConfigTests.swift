@@ -34,6 +34,7 @@ final class ServerConfigTests: XCTestCase {
             }
         }
         refused(["--no-such-flag", "1"], "unknown flag --no-such-flag")
+        refused(["--data-dir", "x", "--bogus"], "unknown flag --bogus")
         refused(["--snapshot-count", "lots"], "is not a non-negative integer")
         refused(["--listen-client-urls", "127.0.0.1:2379"], "must start with http://")
         refused(["--initial-cluster-state", "old"], "is not new or existing")
