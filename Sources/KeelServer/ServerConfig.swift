@@ -37,6 +37,9 @@ public struct ServerConfig: Sendable {
     public var backend = "bolt"
     public var strictReconfigCheck = true
     public var preVote = false
+    /// Seconds between progress notifications to watches that asked for them (etcd's
+    /// `--experimental-watch-progress-notify-interval`, 10 minutes).
+    public var watchProgressNotifyInterval: Double = 600
 
     public init() {}
 
@@ -91,6 +94,7 @@ public struct ServerConfig: Sendable {
           --auth-token simple                  (default simple)
           --bcrypt-cost N                      (default 10)
           --log-level LEVEL                    debug | info | warn | error (default info)
+          --experimental-watch-progress-notify-interval D   (default 10m)
           --config-file FILE                   YAML with etcd's keys; replaces flags and environment
           --backend ENGINE                     Keel: bolt | lmdb | crosscheck (default bolt)
           --version                            print the version
@@ -165,7 +169,7 @@ public struct ServerConfig: Sendable {
         "--initial-cluster-token", "--snapshot-count", "--max-snapshots", "--max-wals", "--heartbeat-interval",
         "--election-timeout", "--quota-backend-bytes", "--max-request-bytes", "--max-txn-ops", "--auto-compaction-mode",
         "--auto-compaction-retention", "--log-level", "--auth-token", "--bcrypt-cost", "--backend", "--strict-reconfig-check",
-        "--pre-vote", "--config-file",
+        "--pre-vote", "--config-file", "--experimental-watch-progress-notify-interval",
     ]
 
     mutating func set(_ key: String, _ v: String) throws(ConfigError) {
@@ -230,6 +234,9 @@ public struct ServerConfig: Sendable {
             backend = v
         case "--strict-reconfig-check": strictReconfigCheck = try bool(v)
         case "--pre-vote": preVote = try bool(v)
+        case "--experimental-watch-progress-notify-interval":
+            guard let seconds = ServerConfig.duration(v), seconds > 0 else { throw ConfigError("flag \(key): \"\(v)\" is not a duration such as 10m or 500ms") }
+            watchProgressNotifyInterval = seconds
         default:
             if ServerConfig.notHonoured[key] != nil { return }
             throw ConfigError("unknown flag \(key) (see keel --help)")
@@ -265,6 +272,22 @@ public struct ServerConfig: Sendable {
             do { try c.set(key, value) } catch { throw ConfigError("\(path):\(lineNumber): \(error.message)") }
         }
         return c
+    }
+
+    /// A Go duration (`10m`, `1h30m`, `500ms`, `2s`) in seconds.
+    static func duration(_ text: String) -> Double? {
+        var total = 0.0, number = "", rest = Substring(text)
+        guard !rest.isEmpty else { return nil }
+        while let ch = rest.first {
+            if ch.isNumber || ch == "." { number.append(ch); rest = rest.dropFirst(); continue }
+            guard let n = Double(number) else { return nil }
+            let units: [(String, Double)] = [("ms", 0.001), ("h", 3600), ("m", 60), ("s", 1)]
+            guard let (unit, scale) = units.first(where: { rest.hasPrefix($0.0) }) else { return nil }
+            total += n * scale
+            rest = rest.dropFirst(unit.count)
+            number = ""
+        }
+        return number.isEmpty ? total : nil
     }
 
     /// `--initial-cluster` or the default `<name>=<first initial advertise peer URL>`.

@@ -26,6 +26,7 @@ struct WatchService: Etcdserverpb_Watch.ServiceProtocol {
         return StreamingServerResponse { writer in
             let stream = core.kv.openWatchStream(capacity: 1024)
             let fragments = WatchIDSet()
+            let progress = WatchIDSet()
             let (wakes, wake) = AsyncStream<Wake>.makeStream(bufferingPolicy: .bufferingNewest(2))
             stream.setReadyHandler { wake.yield(.queued) }
             defer {
@@ -38,7 +39,21 @@ struct WatchService: Etcdserverpb_Watch.ServiceProtocol {
                     group.addTask {
                         defer { wake.yield(.end) }
                         for try await req in request.messages {
-                            Self.handle(req, stream: stream, fragments: fragments, info: info, core: core)
+                            Self.handle(req, stream: stream, fragments: fragments, progress: progress, info: info, core: core)
+                        }
+                    }
+                    group.addTask {
+                        // etcd's progress notifications for watches created with
+                        // progress_notify: the current revision, when the stream is synced.
+                        while !Task.isCancelled {
+                            try await Task.sleep(nanoseconds: UInt64(core.config.watchProgressNotifyInterval * 1e9))
+                            let ids = progress.all
+                            guard !ids.isEmpty, let synced = stream.requestProgress() else { continue }
+                            for id in ids {
+                                var r = synced
+                                r.watchID = id
+                                stream.enqueue(r)
+                            }
                         }
                     }
                     group.addTask {
@@ -62,7 +77,7 @@ struct WatchService: Etcdserverpb_Watch.ServiceProtocol {
         }
     }
 
-    static func handle(_ req: Etcdserverpb_WatchRequest, stream: WatchStream, fragments: WatchIDSet, info: AuthInfo?, core: ServerCore) {
+    static func handle(_ req: Etcdserverpb_WatchRequest, stream: WatchStream, fragments: WatchIDSet, progress: WatchIDSet, info: AuthInfo?, core: ServerCore) {
         switch req.requestUnion {
         case let .createRequest(c)?:
             var response = Etcdserverpb_WatchResponse()
@@ -89,6 +104,7 @@ struct WatchService: Etcdserverpb_Watch.ServiceProtocol {
                     return r
                 }
                 if c.fragment { fragments.insert(id) }
+                if c.progressNotify { progress.insert(id) }
                 if c.startRevision != 0 { core.node.requestWatchSync() }
             } catch {
                 response.watchID = -1
@@ -102,6 +118,7 @@ struct WatchService: Etcdserverpb_Watch.ServiceProtocol {
                 response.watchID = c.watchID
                 response.canceled = true
                 fragments.remove(c.watchID)
+                progress.remove(c.watchID)
                 stream.enqueue(response)
             }
         case .progressRequest?:
@@ -148,4 +165,5 @@ final class WatchIDSet: @unchecked Sendable {
     func insert(_ id: Int64) { lock.withLock { _ = ids.insert(id) } }
     func remove(_ id: Int64) { lock.withLock { _ = ids.remove(id) } }
     func contains(_ id: Int64) -> Bool { lock.withLock { ids.contains(id) } }
+    var all: [Int64] { lock.withLock { ids.sorted() } }
 }

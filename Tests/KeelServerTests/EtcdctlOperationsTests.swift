@@ -1,4 +1,8 @@
 import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import KeelGRPC
+import KeelProto
 import KeelServer
 import KeelTestSupport
 import XCTest
@@ -125,6 +129,47 @@ final class EtcdctlOperationsTests: XCTestCase {
             XCTFail("started on lmdb")
         } catch {
             XCTAssertTrue("\(error)".contains("the server runs on bolt only for now"), "\(error)")
+        }
+    }
+
+    /// A watch created with `progress_notify` gets etcd's periodic progress notifications (an
+    /// empty response with the watch's ID and the current revision). etcdctl 3.4 has no flag
+    /// for it, so a gRPC client of the test asks.
+    func testWatchProgressNotify() async throws {
+        let h = ServerHarness(dataDir: try temporaryDirectory(self) + "/pn.etcd")
+        try await h.start { $0.watchProgressNotifyInterval = 0.2 }
+        let port = h.server!.clientPorts[0]
+        let client = GRPCClient(transport: try .http2NIOPosix(target: .ipv4(host: "127.0.0.1", port: port), transportSecurity: .plaintext))
+        let runner = Task { try await client.runConnections() }
+        var p = Etcdserverpb_PutRequest()
+        p.key = Data("p".utf8)
+        p.value = Data("1".utf8)
+        _ = try await Etcdserverpb_KV.Client(wrapping: client).put(p)
+        let responses = try await Etcdserverpb_Watch.Client(wrapping: client).watch(requestProducer: { writer in
+            var c = Etcdserverpb_WatchCreateRequest()
+            c.key = Data("p".utf8)
+            c.progressNotify = true
+            var r = Etcdserverpb_WatchRequest()
+            r.createRequest = c
+            try await writer.write(r)
+            try await Task.sleep(nanoseconds: 1_000_000_000)
+        }, onResponse: { response in
+            var got: [Etcdserverpb_WatchResponse] = []
+            for try await m in response.messages {
+                got.append(m)
+                if got.count == 3 { break }
+            }
+            return got
+        })
+        client.beginGracefulShutdown()
+        runner.cancel()
+        await h.stop()
+        XCTAssertEqual(responses.count, 3)
+        XCTAssertTrue(responses[0].created)
+        for r in responses.dropFirst() {
+            XCTAssertEqual(r.watchID, responses[0].watchID)
+            XCTAssertTrue(r.events.isEmpty)
+            XCTAssertEqual(r.header.revision, 2)
         }
     }
 }

@@ -25,6 +25,9 @@ final class ServerConfigTests: XCTestCase {
         XCTAssertEqual(c.maxTxnOps, 7, "ETCD_MAX_TXN_OPS applies when the flag is absent")
         XCTAssertEqual(c.listenClientURLs.count, 2)
         XCTAssertEqual(try ServerConfig.parse(arguments: ["--strict-reconfig-check", "false"], environment: [:]).strictReconfigCheck, false)
+        XCTAssertEqual(try ServerConfig.parse(arguments: ["--experimental-watch-progress-notify-interval", "1m30s"], environment: [:]).watchProgressNotifyInterval, 90)
+        XCTAssertEqual(ServerConfig.duration("500ms"), 0.5)
+        XCTAssertNil(ServerConfig.duration("5 minutes"))
     }
 
     func testRefusals() {
