@@ -229,7 +229,9 @@ struct AutoCompactor {
         if mode == "revision" {
             guard now - lastCheck >= revisionInterval else { return nil }
             lastCheck = now
-            let target = currentRevision - Int64(retention)
+            // The retention comes from a flag: clamp before converting (Int64(2^63) traps).
+            let keep = retention >= 9.2e18 ? Int64.max : Int64(retention)
+            let target = currentRevision - keep
             return target > max(compacted, 0) ? target : nil
         }
         let interval = max(retention / 10, 1)

@@ -15,19 +15,26 @@ final class MetricValue: @unchecked Sendable {
 /// and code; proposals; leader state; WAL fsync durations; backend size.
 final class ServerMetrics: @unchecked Sendable {
     private let lock = NSLock()
-    private var startedCounts: [String: Double] = [:]
-    private var handledCounts: [String: Double] = [:]
+    /// Counted per RPC on the hot path: keyed by the raw names, formatted only by `render`.
+    private struct RPCKey: Hashable {
+        let service: String, method: String, type: String, code: String
+        var labels: String {
+            (code.isEmpty ? "" : "grpc_code=\"\(code)\",") + "grpc_method=\"\(method)\",grpc_service=\"etcdserverpb.\(service)\",grpc_type=\"\(type)\""
+        }
+    }
+    private var startedCounts: [RPCKey: Double] = [:]
+    private var handledCounts: [RPCKey: Double] = [:]
     let proposalsPending = MetricValue()
     let proposalsFailed = MetricValue()
     let clientBytesReceived = MetricValue()
 
     func started(_ service: String, _ method: String, type: String) {
-        let key = "grpc_method=\"\(method)\",grpc_service=\"etcdserverpb.\(service)\",grpc_type=\"\(type)\""
+        let key = RPCKey(service: service, method: method, type: type, code: "")
         lock.withLock { startedCounts[key, default: 0] += 1 }
     }
 
     func handled(_ service: String, _ method: String, type: String, code: String) {
-        let key = "grpc_code=\"\(code)\",grpc_method=\"\(method)\",grpc_service=\"etcdserverpb.\(service)\",grpc_type=\"\(type)\""
+        let key = RPCKey(service: service, method: method, type: type, code: code)
         lock.withLock { handledCounts[key, default: 0] += 1 }
     }
 
@@ -61,9 +68,10 @@ final class ServerMetrics: @unchecked Sendable {
         histogram(&out, "etcd_disk_wal_fsync_duration_seconds", "The latency distributions of fsync called by WAL.", nm.walFsync)
         histogram(&out, "etcd_disk_backend_commit_duration_seconds", "The latency distributions of commit called by backend.", nm.backendCommit)
         let (started, handled) = lock.withLock { (startedCounts, handledCounts) }
-        metric("grpc_server_started_total", "counter", "Total number of RPCs started on the server.", started.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
+        let labelled = { (counts: [RPCKey: Double]) in counts.map { ($0.key.labels, $0.value) }.sorted { $0.0 < $1.0 } }
+        metric("grpc_server_started_total", "counter", "Total number of RPCs started on the server.", labelled(started))
         metric("grpc_server_handled_total", "counter", "Total number of RPCs completed on the server, regardless of success or failure.",
-               handled.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
+               labelled(handled))
         return out
     }
 

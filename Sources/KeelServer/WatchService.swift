@@ -46,7 +46,8 @@ struct WatchService: Etcdserverpb_Watch.ServiceProtocol {
                         // etcd's progress notifications for watches created with
                         // progress_notify: the current revision, when the stream is synced.
                         while !Task.isCancelled {
-                            try await Task.sleep(nanoseconds: UInt64(core.config.watchProgressNotifyInterval * 1e9))
+                            // Clamped: the interval comes from a flag and must not overflow the conversion.
+                            try await Task.sleep(nanoseconds: UInt64(min(max(core.config.watchProgressNotifyInterval, 0.001), 1e9) * 1e9))
                             let ids = progress.all
                             guard !ids.isEmpty, let synced = stream.requestProgress() else { continue }
                             for id in ids {

@@ -101,5 +101,8 @@ final class ServerConfigTests: XCTestCase {
         XCTAssertEqual(r.due(now: 1000, currentRevision: 5000, compacted: 0), 4000)
         XCTAssertNil(r.due(now: 1100, currentRevision: 9000, compacted: 4000), "not before 300 s")
         XCTAssertEqual(r.due(now: 1300, currentRevision: 9000, compacted: 4000), 8000)
+        // A retention beyond Int64 from the flag keeps everything instead of trapping.
+        var huge = AutoCompactor(mode: "revision", retention: Double(Int64.max))
+        XCTAssertNil(huge.due(now: 1000, currentRevision: 5000, compacted: 0))
     }
 }
