@@ -35,6 +35,17 @@ public final class LMDBTransaction {
         self.environment = environment
         self.txn = txn
         self.writable = writable
+        self.owner = pthread_self()
+    }
+
+    /// The thread that began the transaction. LMDB's writer lock is a mutex owned by that
+    /// thread: ending a write transaction anywhere else leaves the lock held and the next
+    /// writer waits forever, so debug builds stop at once on that mistake.
+    private let owner: pthread_t
+
+    private func assertOwner(_ what: StaticString) {
+        assert(!writable || pthread_equal(owner, pthread_self()) != 0,
+               "LMDB write transaction ended (\(what)) on a thread other than the one that began it")
     }
 
     deinit { rollback() }
@@ -388,6 +399,7 @@ public final class LMDBTransaction {
     /// Commits (a read transaction just ends; its opened handles stay valid).
     public func commit() throws(LMDBError) {
         guard let txn else { throw LMDBError.txClosed }
+        assertOwner("commit")
         if !writable {
             self.txn = nil
             _ = mdb_txn_commit(txn)
@@ -434,6 +446,7 @@ public final class LMDBTransaction {
     /// Ends the transaction, dropping any changes. Safe to call more than once.
     public func rollback() {
         guard let txn else { return }
+        assertOwner("rollback")
         if writable {
             resetToNewTxnAfterAbort(txn)
             environment.endWriter()

@@ -140,14 +140,21 @@ extension KVStore {
         try putRecord(KVStore.authRolesBucket, [UInt8](role.name), [UInt8](try! role.serializedBytes() as [UInt8]))
     }
 
+    /// The names in an auth bucket: the committed ones with this batch's pending changes laid
+    /// over them. No commit is forced, so any thread may ask (LMDB ties the batch's write
+    /// transaction to the driver thread).
     private func allNames(_ bucket: BucketPath) throws(MVCCError) -> [String] {
-        try forceCommitLocked()
-        authPending.removeAll()
-        return try backendCall { () throws(BackendError) in
+        var names = Set(try backendCall { () throws(BackendError) in
             let read = try backend.beginRead()
             defer { read.end() }
-            return try read.bucket(bucket).entries().map { String(decoding: $0.key, as: UTF8.self) }
+            return try read.bucket(bucket).entries().map(\.key)
+        })
+        let prefix = bucket[0] + [0]
+        for (k, v) in authPending where k.starts(with: prefix) {
+            let name = Array(k[prefix.count...])
+            if v.isEmpty { names.remove(name) } else { names.insert(name) }
         }
+        return names.sorted { compareBytes($0, $1) < 0 }.map { String(decoding: $0, as: UTF8.self) }
     }
 
     // MARK: Enable

@@ -197,6 +197,12 @@ public final class RaftNode: @unchecked Sendable {
         }
         // Leases expire only once this member leads (see manageLeases).
         kv.demote()
+        // Opening the store may have begun a batch on this (the caller's) thread. LMDB ties a
+        // write transaction to the thread that began it, so it is committed here and the
+        // driver thread begins every later one.
+        do { try kv.forceCommit() } catch {
+            throw NodeError.dataDirectory("cannot commit the store opened from \(snapDir): \(error)")
+        }
     }
 
     // MARK: Requests

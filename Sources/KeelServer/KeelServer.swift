@@ -62,12 +62,6 @@ public final class KeelServer: Sendable {
         guard let backendKind = BackendKind(rawValue: config.backend) else {
             throw ConfigError("--backend \(config.backend): not bolt, lmdb or crosscheck")
         }
-        // The node runs on every engine (KeelNodeTests), but under the server an LMDB write
-        // transaction was seen left locked after a few requests (the second put waits in
-        // mdb_txn_begin): refused until that is found, rather than serving a hang.
-        guard backendKind == .bolt else {
-            throw ConfigError("--backend \(config.backend): the server runs on bolt only for now (lmdb and crosscheck: KeelNode and `keelutl bench`)")
-        }
         let retention = try config.compactionRetention()
         for (flag, _) in ServerConfig.notHonoured.sorted(by: { $0.key < $1.key }) where ProcessInfo.processInfo.environment["ETCD_" + flag.dropFirst(2).uppercased().replacingOccurrences(of: "-", with: "_")] != nil {
             log.warn("flag accepted but not honoured yet", ["flag": flag])
