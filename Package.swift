@@ -32,6 +32,7 @@ let package = Package(
         .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", exact: "2.4.1"),
         .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", exact: "2.9.2"),
         .package(url: "https://github.com/apple/swift-nio.git", exact: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-nio-http2.git", exact: "1.46.0"),
     ],
     targets: [
         // Tiny C: _GNU_SOURCE syscalls Glibc does not export, and the SSE4.2 CRC-32C instruction.
@@ -69,8 +70,9 @@ let package = Package(
         // The etcd v3 server: gRPC services over KeelNode, HTTP endpoints, configuration.
         .target(name: "KeelServer", dependencies: ["KeelNode", "KeelGRPC", "KeelMVCC", "KeelProto", "KeelRaft", "KeelIO", "KeelBackend",
                                                    .product(name: "GRPCCore", package: "grpc-swift-2"),
-                                                   .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
                                                    .product(name: "NIOCore", package: "swift-nio"),
+                                                   .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                                                   .product(name: "NIOHPACK", package: "swift-nio-http2"),
                                                    .product(name: "NIOPosix", package: "swift-nio"),
                                                    .product(name: "NIOHTTP1", package: "swift-nio"),
                                                    .product(name: "SwiftProtobuf", package: "swift-protobuf")]),

@@ -1,56 +1,66 @@
-import GRPCCore
-import GRPCNIOTransportHTTP2Posix
 import NIOCore
 import NIOHTTP1
+import NIOHTTP2
 import NIOPosix
 
 /// The client port serves gRPC and HTTP/1.1 on one listener, as etcd does with cmux: each
-/// accepted connection is configured for gRPC, behind a `ClientPortDemux` that looks at the
-/// first bytes — the HTTP/2 preface keeps the gRPC pipeline; anything else gets etcd's HTTP
-/// endpoints (`/health`, `/version`, `/metrics`) and the gRPC side of that connection is muted.
-struct ClientPortListener: HTTP2ServerTransport.ListenerFactory {
-    let host: String
+/// accepted connection starts behind a `ClientPortDemux` that looks at the first bytes — the
+/// HTTP/2 preface gets NIOHTTP2 and a `GRPCConnection`; anything else gets etcd's HTTP
+/// endpoints (`/health`, `/version`, `/metrics`).
+final class ClientPortListener: Sendable {
+    let channel: any Channel
+    /// The bound port (the requested one, or the one the OS picked for port 0).
     let port: Int
-    let core: ServerCore
-    var eventLoopGroup: any EventLoopGroup { MultiThreadedEventLoopGroup.singleton }
 
-    func makeListeningChannel(listenerConfigurator: HTTP2ServerTransport.ListenerConfigurator,
-                              connectionConfigurator: HTTP2ServerTransport.ConnectionConfigurator) async throws
-        -> NIOAsyncChannel<HTTP2ServerTransport.ConnectionConfigurator.ConnectionChannel, Never> {
-        let core = self.core
-        return try await ServerBootstrap(group: eventLoopGroup)
+    private init(channel: any Channel, port: Int) {
+        self.channel = channel
+        self.port = port
+    }
+
+    static func bind(host: String, port: Int, core: ServerCore, routes: GRPCRoutes, registry: GRPCConnectionRegistry) async throws -> ClientPortListener {
+        let maxReceive = core.config.maxRequestBytes + 512 * 1024  // etcd: the request limit plus gRPC overhead
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .serverChannelInitializer { listenerConfigurator.configure(channel: $0) }
-            .bind(host: host, port: port) { channel in
+            .serverChannelOption(.backlog, value: 1024)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ClientPortDemux(core: core))
-                }.flatMap {
-                    connectionConfigurator.configure(channel: channel, tls: .none)
+                    try channel.pipeline.syncOperations.addHandler(ClientPortDemux(core: core, routes: routes, registry: registry, maxReceiveBytes: maxReceive))
                 }
             }
+            .bind(host: host, port: port).get()
+        return ClientPortListener(channel: channel, port: channel.localAddress?.port ?? port)
+    }
+
+    /// Stops accepting connections (open ones stay).
+    func close() async {
+        try? await channel.close()
     }
 }
 
 /// Decides per connection between gRPC (HTTP/2 preface) and HTTP/1.1; see `ClientPortListener`.
-final class ClientPortDemux: ChannelDuplexHandler, RemovableChannelHandler, @unchecked Sendable {
+final class ClientPortDemux: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
-    typealias OutboundIn = IOData
-    typealias OutboundOut = IOData
 
     static let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
 
-    enum Mode { case sniffing, grpc, http1 }
-    private var mode = Mode.sniffing
     private var received: ByteBuffer?
-    private var pendingWrites: [(IOData, EventLoopPromise<Void>?)] = []
-    private var pendingFlush = false
+    private var decided = false
     let core: ServerCore
+    let routes: GRPCRoutes
+    let registry: GRPCConnectionRegistry
+    let maxReceiveBytes: Int
 
-    init(core: ServerCore) { self.core = core }
+    init(core: ServerCore, routes: GRPCRoutes, registry: GRPCConnectionRegistry, maxReceiveBytes: Int) {
+        self.core = core
+        self.routes = routes
+        self.registry = registry
+        self.maxReceiveBytes = maxReceiveBytes
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard mode == .sniffing else {
+        guard !decided else {
             context.fireChannelRead(data)
             return
         }
@@ -59,53 +69,35 @@ final class ClientPortDemux: ChannelDuplexHandler, RemovableChannelHandler, @unc
         let seen = received!.readableBytesView
         let n = min(seen.count, Self.preface.count)
         if !seen.prefix(n).elementsEqual(Self.preface.prefix(n)) {
-            switchToHTTP1(context: context)
+            switchTo(grpc: false, context: context)
         } else if n == Self.preface.count {
-            switchToGRPC(context: context)
+            switchTo(grpc: true, context: context)
         }
     }
 
-    private func switchToGRPC(context: ChannelHandlerContext) {
-        mode = .grpc
-        for (data, promise) in pendingWrites { context.write(wrapOutboundOut(data), promise: promise) }
-        pendingWrites = []
-        if pendingFlush { context.flush() }
-        if let r = received { context.fireChannelRead(wrapInboundOut(r)) }
-        received = nil
-        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
-    }
-
-    private func switchToHTTP1(context: ChannelHandlerContext) {
-        mode = .http1
-        // The gRPC side's server preface and anything after it never reach this client.
-        for (_, promise) in pendingWrites { promise?.succeed(()) }
-        pendingWrites = []
+    private func switchTo(grpc: Bool, context: ChannelHandlerContext) {
+        decided = true
         do {
             let ops = context.pipeline.syncOperations
-            try ops.addHandler(HTTPResponseEncoder(), position: .before(self))
-            try ops.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes)), position: .before(self))
-            try ops.addHandler(HTTPEndpoints.Handler(core: core), position: .before(self))
+            if grpc {
+                let settings = [HTTP2Setting(parameter: .maxConcurrentStreams, value: 4096),
+                                HTTP2Setting(parameter: .initialWindowSize, value: GRPCConnection.streamWindow),
+                                HTTP2Setting(parameter: .maxHeaderListSize, value: 1 << 16)]
+                // One at a time: the gRPC handler writes its first WINDOW_UPDATE when added, and
+                // NIOHTTP2 must already be in place to encode it.
+                let http2 = NIOHTTP2Handler(mode: .server, initialSettings: settings)
+                try ops.addHandler(http2, position: .after(self))
+                try ops.addHandler(GRPCConnection(routes: routes, maxReceiveBytes: maxReceiveBytes, registry: registry), position: .after(http2))
+            } else {
+                try ops.addHandlers([HTTPResponseEncoder(), ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes)),
+                                     HTTPEndpoints.Handler(core: core)], position: .after(self))
+            }
         } catch {
             context.close(promise: nil)
             return
         }
-        if let r = received { context.pipeline.fireChannelRead(NIOAny(r)) }
+        if let r = received { context.fireChannelRead(wrapInboundOut(r)) }
         received = nil
-    }
-
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        switch mode {
-        case .sniffing: pendingWrites.append((unwrapOutboundIn(data), promise))
-        case .grpc: context.write(data, promise: promise)
-        case .http1: promise?.succeed(())
-        }
-    }
-
-    func flush(context: ChannelHandlerContext) {
-        switch mode {
-        case .sniffing: pendingFlush = true
-        case .grpc: context.flush()
-        case .http1: break
-        }
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
 }

@@ -1,14 +1,10 @@
 import Foundation
 import GRPCCore
-import GRPCNIOTransportHTTP2Posix
 import KeelGRPC
 import KeelMVCC
 import KeelNode
 import KeelProto
 import NIOPosix
-
-/// The client listener's transport: gRPC and HTTP/1.1 on one port.
-typealias ClientTransport = HTTP2ServerTransport.Custom<ClientPortListener>
 
 /// An etcd 3.4-compatible member: KeelNode (raft, WAL, MVCC) behind etcd's v3 gRPC API, with
 /// etcd's HTTP endpoints on `--listen-metrics-urls`.
@@ -28,7 +24,8 @@ public final class KeelServer: Sendable {
     public let node: RaftNode
     let core: ServerCore
     let log: ServerLog
-    private let grpc: [(server: GRPCServer<ClientTransport>, task: Task<Void, any Error>, finished: Flag)]
+    private let listeners: [ClientPortListener]
+    private let connections: GRPCConnectionRegistry
     private let http: [HTTPEndpoints]
     private let background: Task<Void, Never>
     private let state = StopState()
@@ -38,13 +35,14 @@ public final class KeelServer: Sendable {
     public let metricsPorts: [Int]
 
     private init(config: ServerConfig, node: RaftNode, core: ServerCore, log: ServerLog,
-                 grpc: [(GRPCServer<ClientTransport>, Task<Void, any Error>, Flag)], clientPorts: [Int],
+                 listeners: [ClientPortListener], connections: GRPCConnectionRegistry, clientPorts: [Int],
                  http: [HTTPEndpoints], background: Task<Void, Never>) {
         self.config = config
         self.node = node
         self.core = core
         self.log = log
-        self.grpc = grpc.map { (server: $0.0, task: $0.1, finished: $0.2) }
+        self.listeners = listeners
+        self.connections = connections
         self.clientPorts = clientPorts
         self.http = http
         self.metricsPorts = http.map(\.port)
@@ -95,32 +93,23 @@ public final class KeelServer: Sendable {
                                           "revision": "\(node.kv.currentRevision)", "took": String(format: "%.3fs", Date().timeIntervalSince(began))])
         let metrics = ServerMetrics()
         let core = ServerCore(node: node, config: config, metrics: metrics)
-        var servers: [(GRPCServer<ClientTransport>, Task<Void, any Error>, Flag)] = []
+        let routes = GRPCRoutes(core: core)
+        let connections = GRPCConnectionRegistry()
+        var listeners: [ClientPortListener] = []
         var ports: [Int] = []
         var endpoints: [HTTPEndpoints] = []
         do {
             for url in config.listenClientURLs {
                 let (host, port) = try ServerConfig.hostAndPort(url)
-                var transportConfig = ClientTransport.Config.defaults
-                // etcd: the request limit plus 512 KiB of gRPC overhead.
-                transportConfig.rpc.maxRequestPayloadSize = config.maxRequestBytes + 512 * 1024
-                let transport = ClientTransport(listenerFactory: ClientPortListener(host: host, port: port, core: core), config: transportConfig)
-                let server = GRPCServer(transport: transport, services: [
-                    KVService(core: core), WatchService(core: core), LeaseService(core: core), ClusterService(core: core),
-                    MaintenanceService(core: core), AuthService(core: core), HealthService(),
-                ])
-                let finished = Flag()
-                let task = Task {
-                    defer { finished.set() }
-                    try await server.serve()
+                let listener: ClientPortListener
+                do {
+                    listener = try await ClientPortListener.bind(host: host, port: port, core: core, routes: routes, registry: connections)
+                } catch {
+                    throw ConfigError("cannot listen on \(url) (is the port in use?): \(error)")
                 }
-                servers.append((server, task, finished))
-                guard let bound = await transport.listeningAddress else {
-                    throw ConfigError("cannot listen on \(url) (is the port in use?)")
-                }
-                let boundPort = bound.ipv4?.port ?? bound.ipv6?.port ?? port
-                ports.append(boundPort)
-                log.info("serving client requests (gRPC and HTTP /health, /version, /metrics)", ["address": "\(host):\(boundPort)"])
+                listeners.append(listener)
+                ports.append(listener.port)
+                log.info("serving client requests (gRPC and HTTP /health, /version, /metrics)", ["address": "\(host):\(listener.port)"])
             }
             for url in config.listenMetricsURLs {
                 let (host, port) = try ServerConfig.hostAndPort(url)
@@ -129,13 +118,13 @@ public final class KeelServer: Sendable {
                 log.info("serving /metrics, /health and /version", ["address": "\(host):\(h.port)"])
             }
         } catch {
-            for (s, t, _) in servers { s.beginGracefulShutdown(); t.cancel() }
+            for l in listeners { await l.close() }
             for h in endpoints { await h.close() }
             node.stop()
             throw error
         }
         let background = Task.detached { await Self.maintain(core: core, log: log, retention: retention) }
-        return KeelServer(config: config, node: node, core: core, log: log, grpc: servers, clientPorts: ports, http: endpoints, background: background)
+        return KeelServer(config: config, node: node, core: core, log: log, listeners: listeners, connections: connections, clientPorts: ports, http: endpoints, background: background)
     }
 
     /// Background duties: auto compaction and noticing a fatal node error (watchers catch up
@@ -170,14 +159,16 @@ public final class KeelServer: Sendable {
     public func stop() async {
         guard state.begin() else { return }
         log.info("stopping", [:])
-        for (server, _, _) in grpc { server.beginGracefulShutdown() }
+        for l in listeners { await l.close() }
+        connections.forEach { $0.beginShutdown() }
         let deadline = Date().addingTimeInterval(2)
-        for (_, task, finished) in grpc {
-            while Date() < deadline && !finished.isSet {
-                try? await Task.sleep(nanoseconds: 20_000_000)
-            }
-            task.cancel()
-            _ = try? await task.value
+        while connections.count > 0 && Date() < deadline {
+            try? await Task.sleep(nanoseconds: 20_000_000)
+        }
+        connections.forEach { $0.close() }
+        let closing = Date().addingTimeInterval(1)
+        while connections.count > 0 && Date() < closing {
+            try? await Task.sleep(nanoseconds: 10_000_000)
         }
         for h in http { await h.close() }
         background.cancel()
@@ -192,14 +183,6 @@ final class StopState: @unchecked Sendable {
     private let lock = NSLock()
     private var stopping = false
     func begin() -> Bool { lock.withLock { defer { stopping = true }; return !stopping } }
-}
-
-/// A flag set once from any thread.
-final class Flag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = false
-    func set() { lock.withLock { value = true } }
-    var isSet: Bool { lock.withLock { value } }
 }
 
 /// etcd's auto compaction: `periodic` keeps `retention` seconds of history (sampling the
