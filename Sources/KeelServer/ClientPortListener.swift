@@ -75,17 +75,36 @@ final class ClientPortDemux: ChannelInboundHandler, RemovableChannelHandler, @un
         }
     }
 
+    /// HTTP/2 settings, and NIOHTTP2's abuse limits raised to what etcd's Go server allows.
+    /// Go's gRPC client sends a PING per burst of received data (its bandwidth estimator) and
+    /// cancels streams freely (every ended watch), so NIO's defaults (200 control frames or
+    /// resets per 30 s) closed busy watch connections; the client then transparently retried
+    /// puts the server had already applied.
+    static let http2Connection: NIOHTTP2Handler.ConnectionConfiguration = {
+        var c = NIOHTTP2Handler.ConnectionConfiguration()
+        c.initialSettings = [HTTP2Setting(parameter: .maxConcurrentStreams, value: 4096),
+                             HTTP2Setting(parameter: .initialWindowSize, value: GRPCConnection.streamWindow),
+                             HTTP2Setting(parameter: .maxHeaderListSize, value: 1 << 16)]
+        c.controlFrameRateLimit.maximumCount = 1_000_000
+        c.controlFrameRateLimit.windowLength = .seconds(30)
+        return c
+    }()
+
+    static let http2Stream: NIOHTTP2Handler.StreamConfiguration = {
+        var c = NIOHTTP2Handler.StreamConfiguration()
+        c.streamResetFrameRateLimit.maximumCount = 100_000
+        c.streamResetFrameRateLimit.windowLength = .seconds(30)
+        c.streamErrorRateLimit.maximumCount = 100_000
+        c.streamErrorRateLimit.windowLength = .seconds(30)
+        return c
+    }()
+
     private func switchTo(grpc: Bool, context: ChannelHandlerContext) {
         decided = true
         do {
             let ops = context.pipeline.syncOperations
             if grpc {
-                let settings = [HTTP2Setting(parameter: .maxConcurrentStreams, value: 4096),
-                                HTTP2Setting(parameter: .initialWindowSize, value: GRPCConnection.streamWindow),
-                                HTTP2Setting(parameter: .maxHeaderListSize, value: 1 << 16)]
-                // One at a time: the gRPC handler writes its first WINDOW_UPDATE when added, and
-                // NIOHTTP2 must already be in place to encode it.
-                let http2 = NIOHTTP2Handler(mode: .server, initialSettings: settings)
+                let http2 = NIOHTTP2Handler(mode: .server, connectionConfiguration: Self.http2Connection, streamConfiguration: Self.http2Stream)
                 try ops.addHandler(http2, position: .after(self))
                 try ops.addHandler(GRPCConnection(routes: routes, maxReceiveBytes: maxReceiveBytes, registry: registry), position: .after(http2))
             } else {

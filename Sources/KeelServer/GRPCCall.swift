@@ -86,9 +86,10 @@ final class GRPCCall: @unchecked Sendable {
         }
     }
 
-    /// One message of a streaming answer; returns once it is written to the socket (the
-    /// caller's backpressure), or throws when the call is over.
-    func send(_ message: [UInt8]) async throws {
+    /// Messages of a streaming answer, written and flushed together; returns once the last is
+    /// written to the socket (the caller's backpressure), or throws when the call is over.
+    func send(_ messages: [[UInt8]]) async throws {
+        guard !messages.isEmpty else { return }
         let promise = loop.makePromise(of: Void.self)
         onLoop { [self] in
             guard !finished, let connection else {
@@ -96,11 +97,12 @@ final class GRPCCall: @unchecked Sendable {
                 return
             }
             var frames: [HTTP2Frame.FramePayload] = []
+            frames.reserveCapacity(messages.count + 1)
             if !headersSent {
                 headersSent = true
                 frames.append(Self.responseHeaders([:]))
             }
-            frames.append(.data(.init(data: .byteBuffer(Self.frame(message)))))
+            for m in messages { frames.append(.data(.init(data: .byteBuffer(Self.frame(m))))) }
             connection.write(frames, on: streamID, ends: false, promise: promise)
         }
         try await promise.futureResult.get()

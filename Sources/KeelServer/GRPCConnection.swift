@@ -71,7 +71,15 @@ final class GRPCConnection: ChannelInboundHandler, @unchecked Sendable {
         registry.remove(self)
     }
 
+    /// NIOHTTP2 reports protocol errors here after answering them itself (RST_STREAM for a
+    /// stream error, GOAWAY for a connection error, after which the client hangs up); a socket
+    /// error ends the connection.
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if error is IOError { context.close(promise: nil) }
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
+
         cancelAll()
         context.fireChannelInactive()
     }

@@ -184,8 +184,11 @@ struct DecodedMessages<M: SwiftProtobuf.Message & Sendable>: AsyncSequence, Send
 /// Writes a streaming answer's messages into its call.
 struct CallWriter<M: SwiftProtobuf.Message & Sendable>: RPCWriterProtocol {
     let call: GRPCCall
-    func write(_ element: M) async throws { try await call.send(try GRPCRoutes.encode(element)) }
+    func write(_ element: M) async throws { try await call.send([try GRPCRoutes.encode(element)]) }
+    /// One hop and one flush for the lot.
     func write(contentsOf elements: some Sequence<M>) async throws {
-        for e in elements { try await write(e) }
+        var encoded: [[UInt8]] = []
+        for e in elements { encoded.append(try GRPCRoutes.encode(e)) }
+        try await call.send(encoded)
     }
 }

@@ -59,9 +59,11 @@ struct WatchService: Etcdserverpb_Watch.ServiceProtocol {
                     }
                     group.addTask {
                         for await w in wakes {
-                            for response in stream.poll() {
-                                try await Self.send(response, fragmentAllowed: fragments.contains(response.watchID), to: writer, core: core)
+                            var out: [Etcdserverpb_WatchResponse] = []
+                            for response in Self.coalesced(stream.poll(), limit: core.config.maxRequestBytes) {
+                                out += Self.prepared(response, fragmentAllowed: fragments.contains(response.watchID), core: core)
                             }
+                            try await writer.write(contentsOf: out)
                             if case .end = w { break }
                         }
                     }
@@ -129,15 +131,38 @@ struct WatchService: Etcdserverpb_Watch.ServiceProtocol {
         }
     }
 
-    /// Sends one response with the full header; a response larger than the request limit is
-    /// split into fragments when its watch asked for them (etcd's `fragment`).
-    static func send(_ response: Etcdserverpb_WatchResponse, fragmentAllowed: Bool, to writer: RPCWriter<Etcdserverpb_WatchResponse>, core: ServerCore) async throws {
+    /// Queued responses with consecutive event-only responses of one watch merged (a client
+    /// that fell behind gets its backlog in few messages, as etcd sends an unsynced watcher's
+    /// catch-up), up to about `limit` bytes of events each; the header revision is the newest.
+    static func coalesced(_ responses: [Etcdserverpb_WatchResponse], limit: Int) -> [Etcdserverpb_WatchResponse] {
+        guard responses.count > 1 else { return responses }
+        func plain(_ r: Etcdserverpb_WatchResponse) -> Bool {
+            !r.events.isEmpty && !r.created && !r.canceled && !r.fragment && r.compactRevision == 0 && r.cancelReason.isEmpty
+        }
+        var out: [Etcdserverpb_WatchResponse] = []
+        var size = 0
+        for r in responses {
+            let n = r.events.reduce(0) { $0 + $1.kv.key.count + $1.kv.value.count + $1.prevKv.key.count + $1.prevKv.value.count + 32 }
+            if plain(r), let last = out.last, plain(last), last.watchID == r.watchID, size + n <= limit {
+                out[out.count - 1].events += r.events
+                out[out.count - 1].header.revision = max(last.header.revision, r.header.revision)
+                size += n
+            } else {
+                out.append(r)
+                size = n
+            }
+        }
+        return out
+    }
+
+    /// One response with the full header; a response larger than the request limit is split
+    /// into fragments when its watch asked for them (etcd's `fragment`).
+    static func prepared(_ response: Etcdserverpb_WatchResponse, fragmentAllowed: Bool, core: ServerCore) -> [Etcdserverpb_WatchResponse] {
         var r = response
         r.header = core.header(r.header)
         let limit = core.config.maxRequestBytes
         guard fragmentAllowed, r.events.count > 1, (try? r.serializedBytes() as [UInt8])?.count ?? 0 > limit else {
-            try await writer.write(r)
-            return
+            return [r]
         }
         var pieces: [[Mvccpb_Event]] = [[]]
         var size = 0
@@ -150,11 +175,11 @@ struct WatchService: Etcdserverpb_Watch.ServiceProtocol {
             pieces[pieces.count - 1].append(e)
             size += n
         }
-        for (i, events) in pieces.enumerated() {
+        return pieces.enumerated().map { i, events in
             var part = r
             part.events = events
             part.fragment = i < pieces.count - 1
-            try await writer.write(part)
+            return part
         }
     }
 }
