@@ -271,7 +271,7 @@ final class GRPCConnection: ChannelInboundHandler, @unchecked Sendable {
         for (i, payload) in frames.enumerated() {
             context.write(wrapOutboundOut(HTTP2Frame(streamID: id, payload: payload)), promise: i == frames.count - 1 ? promise : nil)
         }
-        context.flush()
+        flushSoon(context)
         if ends, let s = streams[id] {
             if s.remoteClosed {
                 streams.removeValue(forKey: id)
@@ -282,7 +282,22 @@ final class GRPCConnection: ChannelInboundHandler, @unchecked Sendable {
                 context.writeAndFlush(wrapOutboundOut(HTTP2Frame(streamID: id, payload: .rstStream(.noError))), promise: nil)
             }
         }
-        if goingAway && streams.isEmpty { context.close(promise: nil) }
+        if goingAway && streams.isEmpty {
+            context.flush()
+            context.close(promise: nil)
+        }
+    }
+
+    /// One flush for every response written in this turn of the event loop: answers finishing
+    /// together (a raft Ready applies many requests at once) leave in one write syscall.
+    private var flushScheduled = false
+    private func flushSoon(_ context: ChannelHandlerContext) {
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        context.eventLoop.assumeIsolated().execute { [self] in
+            flushScheduled = false
+            self.context?.flush()
+        }
     }
 
     /// Graceful stop: GOAWAY now, close once the open calls are answered.
