@@ -75,14 +75,16 @@ final class ClientPortDemux: ChannelInboundHandler, RemovableChannelHandler, @un
         }
     }
 
-    /// HTTP/2 settings, and NIOHTTP2's abuse limits raised to what etcd's Go server allows.
+    /// HTTP/2 settings (streams per connection unlimited, as etcd 3.4: an API server keeps
+    /// thousands of watches on one connection), and NIOHTTP2's abuse limits raised to what
+    /// etcd's Go server allows.
     /// Go's gRPC client sends a PING per burst of received data (its bandwidth estimator) and
     /// cancels streams freely (every ended watch), so NIO's defaults (200 control frames or
     /// resets per 30 s) closed busy watch connections; the client then transparently retried
     /// puts the server had already applied.
     static let http2Connection: NIOHTTP2Handler.ConnectionConfiguration = {
         var c = NIOHTTP2Handler.ConnectionConfiguration()
-        c.initialSettings = [HTTP2Setting(parameter: .maxConcurrentStreams, value: 4096),
+        c.initialSettings = [HTTP2Setting(parameter: .maxConcurrentStreams, value: Int(Int32.max)),
                              HTTP2Setting(parameter: .initialWindowSize, value: GRPCConnection.streamWindow),
                              HTTP2Setting(parameter: .maxHeaderListSize, value: 1 << 16)]
         c.controlFrameRateLimit.maximumCount = 1_000_000
