@@ -60,7 +60,9 @@ public final class RaftNode: @unchecked Sendable {
         public init(dataDirectory: String) { self.dataDirectory = dataDirectory }
     }
 
-    public let config: Config
+    /// The configuration; on restart the member and cluster IDs are the WAL's (as etcd: they
+    /// were fixed when the member was created), whatever the caller passed.
+    public private(set) var config: Config
     /// The store requests are applied to (read it directly for serializable reads).
     public let kv: KVStore
     /// Durations and counters for `/metrics`.
@@ -150,45 +152,68 @@ public final class RaftNode: @unchecked Sendable {
         } catch {
             throw NodeError.dataDirectory("cannot open the \(config.backendKind.rawValue) backend in \(snapDir) (is another keel or etcd using this data directory?): \(error)")
         }
-        do {
-            kv = try KVStore(backend: backend, options: config.kvOptions)
-        } catch {
-            try? backend.close()
-            throw NodeError.dataDirectory("cannot load the store from \(snapDir)/db: \(error)")
-        }
         storage = MemoryStorage()
-        var raftConfig = RaftConfig(id: config.memberID)
-        raftConfig.electionTicks = config.electionTicks
-        raftConfig.heartbeatTicks = config.heartbeatTicks
-        raftConfig.checkQuorum = true
-        raftConfig.maxInflightMessages = 256
-        raftConfig.maxUncommittedEntriesSize = 1 << 30
-        ids = LeaseIDGenerator(memberID: config.memberID)
         let fresh = !fs.exists(walDir)
         do {
+            var contents: WAL.Contents?
             if fresh {
                 wal = try WAL.create(fileSystem: fs, directory: walDir, metadata: encodeMetadata(nodeID: config.memberID, clusterID: config.clusterID))
-                raw = try RawNode(config: raftConfig, storage: storage)
-                let peers = config.peers.isEmpty ? [(config.memberID, [UInt8]())] : config.peers.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
-                try raw.bootstrap(peers: peers)
             } else {
-                let (opened, snap, contents) = try RaftNode.openWAL(fs: fs, walDir: walDir, snapDir: snapDir)
+                let (opened, snap, c) = try RaftNode.openWAL(fs: fs, walDir: walDir, snapDir: snapDir)
                 wal = opened
+                contents = c
                 if let snap {
                     try storage.applySnapshot(snap)
                     snapshotIndex = snap.index
                 }
+                if let meta = try? Etcdserverpb_Metadata(serializedBytes: c.metadata), meta.nodeID != 0,
+                   meta.nodeID != config.memberID || meta.clusterID != config.clusterID {
+                    config.log?("member and cluster IDs come from the WAL", ["member-id": String(meta.nodeID, radix: 16), "cluster-id": String(meta.clusterID, radix: 16)])
+                    let configured = config.memberID
+                    self.config.memberID = meta.nodeID
+                    self.config.clusterID = meta.clusterID
+                    self.config.members = config.members.map { m in
+                        var m = m
+                        if m.id == configured { m.id = meta.nodeID }
+                        return m
+                    }
+                }
+            }
+            var raftConfig = RaftConfig(id: self.config.memberID)
+            raftConfig.electionTicks = config.electionTicks
+            raftConfig.heartbeatTicks = config.heartbeatTicks
+            raftConfig.checkQuorum = true
+            raftConfig.maxInflightMessages = 256
+            raftConfig.maxUncommittedEntriesSize = 1 << 30
+            if let contents {
                 try storage.append(contents.entries.map { RaftEntry(term: $0.term, index: $0.index, type: EntryType(rawValue: $0.type) ?? .normal, data: $0.data) })
                 let hs = contents.hardState
                 storage.setHardState(RaftHardState(term: hs.term, vote: hs.vote, commit: hs.commit))
                 raw = try RawNode(config: raftConfig, storage: storage)
+            } else {
+                raw = try RawNode(config: raftConfig, storage: storage)
+                let peers = config.peers.isEmpty ? [(config.memberID, [UInt8]())] : config.peers.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+                try raw.bootstrap(peers: peers)
             }
         } catch let e as WALError {
+            try? backend.close()
             throw NodeError.dataDirectory("WAL \(walDir): \(e)")
         } catch let e as RaftError {
+            try? backend.close()
             throw NodeError.dataDirectory("raft state in \(walDir): \(e)")
         } catch {
+            try? backend.close()
             throw NodeError.dataDirectory("\(walDir): \(error)")
+        }
+        ids = LeaseIDGenerator(memberID: self.config.memberID)
+        do {
+            var options = config.kvOptions
+            options.memberID = self.config.memberID
+            kv = try KVStore(backend: backend, options: options)
+        } catch {
+            try? wal.close()
+            try? backend.close()
+            throw NodeError.dataDirectory("cannot load the store from \(snapDir)/db: \(error)")
         }
         appliedIndex = kv.consistentIndex
         replayTarget = fresh ? 0 : storage.lastIndex()

@@ -44,7 +44,12 @@ struct ClusterService: Etcdserverpb_Cluster.ServiceProtocol {
         try await core.unary("Cluster", "MemberList", request) { _, _ in
             var response = Etcdserverpb_MemberListResponse()
             response.members = [core.selfMember]
-            response.header = core.header()
+            // etcd's Cluster service header has no revision.
+            var h = Etcdserverpb_ResponseHeader()
+            h.clusterID = core.node.config.clusterID
+            h.memberID = core.node.config.memberID
+            h.raftTerm = core.node.leaderAndTerm.term
+            response.header = h
             return response
         }
     }

@@ -65,6 +65,13 @@ public final class KeelServer: Sendable {
             log.warn("flag accepted but not honoured yet", ["flag": flag])
         }
         var nodeConfig = RaftNode.Config(dataDirectory: config.effectiveDataDir)
+        // IDs as etcd derives them (a restart takes them from the WAL instead).
+        let identity = try config.identity()
+        guard identity.members == 1 else {
+            throw ConfigError("--initial-cluster names \(identity.members) members: keel runs single-member clusters for now (peers come with the cluster work)")
+        }
+        nodeConfig.memberID = identity.memberID
+        nodeConfig.clusterID = identity.clusterID
         nodeConfig.tickMilliseconds = max(1, config.heartbeatMilliseconds)
         nodeConfig.heartbeatTicks = 1
         nodeConfig.electionTicks = max(2, config.electionMilliseconds / max(1, config.heartbeatMilliseconds))
@@ -79,7 +86,6 @@ public final class KeelServer: Sendable {
                                        clientURLs: config.advertiseClientURLs)]
         nodeConfig.kvOptions.maxTxnOps = config.maxTxnOps
         nodeConfig.kvOptions.quotaBytes = config.quotaBackendBytes
-        nodeConfig.kvOptions.memberID = nodeConfig.memberID
         nodeConfig.kvOptions.bcryptCost = config.bcryptCost
         // etcd: the shortest lease is 1.5 election timeouts, rounded up to a second.
         nodeConfig.kvOptions.minLeaseTTL = Int64((Double(config.electionMilliseconds) * 1.5 / 1000).rounded(.up))

@@ -194,6 +194,7 @@ public func freeLoopbackPort() throws -> Int {
 public final class EtcdServer {
     public let dataDir: String
     public let clientURL: String
+    public let peerURL: String
     private let process = Process()
 
     public init(dataDir: String, extraArguments: [String] = []) throws {
@@ -204,7 +205,7 @@ public final class EtcdServer {
         }
         self.dataDir = dataDir
         clientURL = "http://127.0.0.1:\(try freeLoopbackPort())"
-        let peerURL = "http://127.0.0.1:\(try freeLoopbackPort())"
+        peerURL = "http://127.0.0.1:\(try freeLoopbackPort())"
         process.executableURL = URL(fileURLWithPath: etcd)
         process.arguments = [
             "--name", "keeltest", "--data-dir", dataDir,

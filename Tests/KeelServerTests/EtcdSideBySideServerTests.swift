@@ -100,4 +100,35 @@ final class EtcdSideBySideServerTests: XCTestCase {
         }
         print("etcdctl session side by side with etcd 3.4: \(ours.count - differing) of \(ours.count) commands identical")
     }
+
+    /// The same `--name`, `--initial-advertise-peer-urls`, `--initial-cluster` and
+    /// `--initial-cluster-token` give keel the member and cluster IDs etcd 3.4 derives; a restart
+    /// with other flags keeps the IDs in the WAL, as etcd does.
+    func testMemberAndClusterIDsMatchEtcd() async throws {
+        try ServerHarness.etcdctlAvailable()
+        let dir = try temporaryDirectory(self)
+        let etcd = try EtcdServer(dataDir: dir + "/etcd", extraArguments: ["--initial-cluster-token", "keel-id-test"])
+        let theirs = try etcd.ctl(["member", "list", "-w", "json"]).stdout
+        etcd.stop()
+        func ids(_ json: String) -> [String] {
+            ["cluster_id", "member_id", "ID"].map { field in
+                guard let r = json.range(of: "\"\(field)\":[0-9]+", options: .regularExpression) else { return "missing \(field)" }
+                return String(json[r])
+            }
+        }
+        let h = ServerHarness(dataDir: dir + "/keel")
+        try await h.start { c in
+            c.name = "keeltest"
+            c.initialAdvertisePeerURLs = [etcd.peerURL]
+            c.initialCluster = "keeltest=\(etcd.peerURL)"
+            c.initialClusterToken = "keel-id-test"
+        }
+        let ours = try h.ok(["member", "list", "-w", "json"])
+        XCTAssertEqual(ids(ours), ids(theirs), "etcd: \(theirs)\nkeel: \(ours)")
+        XCTAssertFalse(ids(theirs).contains { $0.hasPrefix("missing") }, theirs)
+        await h.stop()
+        try await h.start { c in c.name = "renamed" }
+        XCTAssertEqual(ids(try h.ok(["member", "list", "-w", "json"])), ids(theirs))
+        await h.stop()
+    }
 }

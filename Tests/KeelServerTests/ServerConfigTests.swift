@@ -1,4 +1,5 @@
 import Foundation
+import KeelNode
 @testable import KeelServer
 import KeelTestSupport
 import XCTest
@@ -28,6 +29,30 @@ final class ServerConfigTests: XCTestCase {
         XCTAssertEqual(try ServerConfig.parse(arguments: ["--experimental-watch-progress-notify-interval", "1m30s"], environment: [:]).watchProgressNotifyInterval, 90)
         XCTAssertEqual(ServerConfig.duration("500ms"), 0.5)
         XCTAssertNil(ServerConfig.duration("5 minutes"))
+    }
+
+    /// IDs as etcd derives them: its defaults give etcd's well-known 8e9e05c52164694d in cluster
+    /// cdf818194e3a8c32; a three-member `--initial-cluster` gives the cluster ID over all three;
+    /// a configuration etcd refuses is refused with etcd's words.
+    func testMemberAndClusterIDs() throws {
+        let d = try ServerConfig.parse(arguments: [], environment: [:]).identity()
+        XCTAssertEqual(String(d.memberID, radix: 16), "8e9e05c52164694d")
+        XCTAssertEqual(String(d.clusterID, radix: 16), "cdf818194e3a8c32")
+        XCTAssertEqual(d.members, 1)
+        let three = try ServerConfig.parse(arguments: [
+            "--name", "b", "--initial-advertise-peer-urls", "http://10.0.0.2:2380",
+            "--initial-cluster", "a=http://10.0.0.1:2380,b=http://10.0.0.2:2380,c=http://10.0.0.3:2380",
+            "--initial-cluster-token", "t"], environment: [:]).identity()
+        XCTAssertEqual(three.members, 3)
+        XCTAssertEqual(three.memberID, EtcdIdentity.memberID(peerURLs: ["http://10.0.0.2:2380"], clusterToken: "t"))
+        let all = ["http://10.0.0.1:2380", "http://10.0.0.2:2380", "http://10.0.0.3:2380"].map { EtcdIdentity.memberID(peerURLs: [$0], clusterToken: "t") }
+        XCTAssertEqual(three.clusterID, EtcdIdentity.clusterID(memberIDs: all.reversed()))
+        XCTAssertThrowsError(try ServerConfig.parse(arguments: ["--name", "x", "--initial-cluster", "y=http://127.0.0.1:2380"], environment: [:]).identity()) {
+            XCTAssertEqual("\($0)", "couldn't find local name \"x\" in the initial cluster configuration")
+        }
+        XCTAssertThrowsError(try ServerConfig.parse(arguments: ["--initial-cluster", "default=http://127.0.0.1:9"], environment: [:]).identity()) {
+            XCTAssertTrue("\($0)".hasPrefix("--initial-cluster has default=http://127.0.0.1:9 but missing from --initial-advertise-peer-urls="), "\($0)")
+        }
     }
 
     func testRefusals() {

@@ -1,0 +1,28 @@
+import KeelIO
+
+/// Member and cluster IDs derived as etcd derives them, so the same `--initial-cluster` and
+/// `--initial-cluster-token` give the same IDs in Keel and etcd (and in their WALs).
+public enum EtcdIdentity {
+    /// etcd's `NewMember`: the first 8 bytes (big-endian) of SHA-1 over the member's peer URLs
+    /// sorted and concatenated, then the cluster token, then — for a member added at runtime —
+    /// the Unix time in decimal.
+    public static func memberID(peerURLs: [String], clusterToken: String, addedAt unixSeconds: Int64? = nil) -> UInt64 {
+        var b: [UInt8] = []
+        for url in peerURLs.sorted() { b += Array(url.utf8) }
+        b += Array(clusterToken.utf8)
+        if let unixSeconds { b += Array(String(unixSeconds).utf8) }
+        return bigEndian(SHA1.hash(b))
+    }
+
+    /// etcd's cluster ID: the first 8 bytes of SHA-1 over the member IDs, sorted, each as 8
+    /// big-endian bytes.
+    public static func clusterID(memberIDs: [UInt64]) -> UInt64 {
+        var b: [UInt8] = []
+        for id in memberIDs.sorted() { b += (0..<8).reversed().map { UInt8(truncatingIfNeeded: id >> (UInt64($0) * 8)) } }
+        return bigEndian(SHA1.hash(b))
+    }
+
+    private static func bigEndian(_ digest: [UInt8]) -> UInt64 {
+        digest.prefix(8).reduce(0) { $0 << 8 | UInt64($1) }
+    }
+}
