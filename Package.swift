@@ -33,6 +33,7 @@ let package = Package(
         .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", exact: "2.9.2"),
         .package(url: "https://github.com/apple/swift-nio.git", exact: "2.101.3"),
         .package(url: "https://github.com/apple/swift-nio-http2.git", exact: "1.46.0"),
+        .package(url: "https://github.com/apple/swift-log.git", exact: "1.16.2"),
     ],
     targets: [
         // Tiny C: _GNU_SOURCE syscalls Glibc does not export, and the SSE4.2 CRC-32C instruction.
@@ -73,6 +74,7 @@ let package = Package(
                                                    .product(name: "NIOCore", package: "swift-nio"),
                                                    .product(name: "NIOHTTP2", package: "swift-nio-http2"),
                                                    .product(name: "NIOHPACK", package: "swift-nio-http2"),
+                                                   .product(name: "Logging", package: "swift-log"),
                                                    .product(name: "NIOPosix", package: "swift-nio"),
                                                    .product(name: "NIOHTTP1", package: "swift-nio"),
                                                    .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
@@ -114,6 +116,7 @@ let package = Package(
                                                             .product(name: "NIOHTTP2", package: "swift-nio-http2"),
                                                             .product(name: "NIOHPACK", package: "swift-nio-http2"),
                                                             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                                                            .product(name: "Logging", package: "swift-log"),
                                                             .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport")]),
         .testTarget(name: "KeelNodeTests", dependencies: ["KeelNode", "KeelMVCC", "KeelProto", "KeelWAL", "KeelIO", "KeelTestSupport"]),
         .testTarget(name: "KeelMVCCTests", dependencies: ["KeelMVCC", "KeelBackend", "KeelBolt", "KeelLMDB", "KeelProto", "KeelIO", "KeelTestSupport"]),

@@ -2,6 +2,7 @@ import Foundation
 import KeelNode
 @testable import KeelServer
 import KeelTestSupport
+import Logging
 import XCTest
 
 /// etcd's configuration surface: flags in both forms, `ETCD_*` variables, the YAML file, and
@@ -129,5 +130,50 @@ final class ServerConfigTests: XCTestCase {
         // A retention beyond Int64 from the flag keeps everything instead of trapping.
         var huge = AutoCompactor(mode: "revision", retention: Double(Int64.max))
         XCTAssertNil(huge.due(now: 1000, currentRevision: 5000, compacted: 0))
+    }
+}
+
+/// The server's log on swift-log: etcd's JSON lines by default, any swift-log backend when
+/// embedded.
+final class ServerLogTests: XCTestCase {
+    func testEtcdJSONLinesFilteredByLevel() throws {
+        let lines = TestLocked<[String]>([])
+        let log = ServerLog(level: "warn", sink: { line in lines.withLock { $0.append(line) } })
+        log.info("hidden", ["a": "1"])
+        log.warn("slow \"fsync\"", ["took": "1.2s", "path": "/x"])
+        log.error("stopped", [:])
+        let got = lines.withLock { $0 }
+        XCTAssertEqual(got.count, 2)
+        let first = try JSONSerialization.jsonObject(with: Data(got[0].utf8)) as? [String: String]
+        XCTAssertEqual(first?["level"], "warn")
+        XCTAssertEqual(first?["msg"], "slow \"fsync\"")
+        XCTAssertEqual(first?["took"], "1.2s")
+        XCTAssertEqual(first?["path"], "/x")
+        XCTAssertNotNil(first?["ts"])
+        XCTAssertTrue(got[0].hasPrefix("{\"level\":\"warn\",\"ts\":\""), got[0])
+        XCTAssertTrue(got[1].hasPrefix("{\"level\":\"error\""), got[1])
+    }
+
+    /// An embedding program's own handler receives the messages with their fields as metadata.
+    func testEmbeddersLoggerGetsMessagesAndFields() {
+        struct Capture: LogHandler {
+            let events: TestLocked<[(Logger.Level, String, Logger.Metadata)]>
+            var metadata: Logger.Metadata = [:]
+            var metadataProvider: Logger.MetadataProvider?
+            var logLevel: Logger.Level = .debug
+            subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+                get { metadata[key] }
+                set { metadata[key] = newValue }
+            }
+            func log(event: LogEvent) { events.withLock { $0.append((event.level, event.message.description, event.metadata ?? [:])) } }
+        }
+        let events = TestLocked<[(Logger.Level, String, Logger.Metadata)]>([])
+        let log = ServerLog(logger: Logger(label: "embedded") { _ in Capture(events: events) })
+        log.info("serving client requests", ["address": "127.0.0.1:2379"])
+        let got = events.withLock { $0 }
+        XCTAssertEqual(got.count, 1)
+        XCTAssertEqual(got.first?.0, .info)
+        XCTAssertEqual(got.first?.1, "serving client requests")
+        XCTAssertEqual(got.first?.2["address"], .string("127.0.0.1:2379"))
     }
 }
