@@ -1,5 +1,6 @@
 import Foundation
 import GRPCCore
+import KeelIO
 import NIOCore
 import NIOHPACK
 import NIOHTTP2
@@ -50,6 +51,22 @@ final class GRPCCall: @unchecked Sendable {
     }
 
     func receive(_ message: ByteBuffer) { inbound?.yield(message) }
+
+    /// Bytes of a client stream read by the handler and not yet given back to the client's
+    /// window; given back in quarters of the window, one hop each.
+    private let unreturned = Locked(0)
+
+    /// The handler took a message of `size` bytes (plus its 5-byte prefix) from the stream.
+    func consumed(_ size: Int) {
+        let give: Int = unreturned.withLock { n in
+            n += size + 5
+            guard n >= GRPCConnection.streamWindow / 4 else { return 0 }
+            defer { n = 0 }
+            return n
+        }
+        guard give > 0 else { return }
+        onLoop { [self] in connection?.credit(stream: streamID, bytes: give) }
+    }
 
     func endOfMessages() {
         inbound?.finish()

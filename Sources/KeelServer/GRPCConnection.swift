@@ -114,7 +114,11 @@ final class GRPCConnection: ChannelInboundHandler, @unchecked Sendable {
             let length = bytes.readableBytes + (d.paddingBytes.map { $0 + 1 } ?? 0)
             credit(connection: length, context: context)
             guard let s = streams[frame.streamID] else { return }
-            s.consumed += length
+            // A unary request's bytes count as consumed on arrival (its one message is at most
+            // maxReceiveBytes); a client stream's are credited back only as the handler reads
+            // its messages (`credit(stream:)`), so a client sending faster than the server
+            // reads stalls in flow control instead of filling memory.
+            s.consumed += s.call.isStreaming ? length - bytes.readableBytes : length
             if !d.endStream && s.consumed >= Self.streamWindow / 2 {
                 context.write(wrapOutboundOut(HTTP2Frame(streamID: frame.streamID, payload: .windowUpdate(windowSizeIncrement: s.consumed))), promise: nil)
                 s.consumed = 0
@@ -137,6 +141,12 @@ final class GRPCConnection: ChannelInboundHandler, @unchecked Sendable {
             s.call.cancel()
         }
         context.fireUserInboundEventTriggered(event)
+    }
+
+    /// The handler of a client-streaming call read `bytes` of its messages.
+    func credit(stream id: HTTP2StreamID, bytes: Int) {
+        guard let context, let s = streams[id], !s.remoteClosed else { return }
+        context.writeAndFlush(wrapOutboundOut(HTTP2Frame(streamID: id, payload: .windowUpdate(windowSizeIncrement: bytes))), promise: nil)
     }
 
     private func credit(connection length: Int, context: ChannelHandlerContext) {

@@ -137,7 +137,7 @@ struct GRPCRoutes: Sendable {
         _ handler: @escaping @Sendable (StreamingServerRequest<In>, ServerContext) async throws -> StreamingServerResponse<Out>) -> GRPCRoute {
         GRPCRoute(descriptor: MethodDescriptor(fullyQualifiedService: service, method: method), clientStreaming: true) { call, body in
             guard case .stream(let stream) = body else { return }
-            let messages = DecodedMessages<In>(stream)
+            let messages = DecodedMessages<In>(stream, call: call)
             do {
                 let request = StreamingServerRequest(metadata: call.metadata, messages: RPCAsyncSequence<In, any Error>(wrapping: messages))
                 await produce(try await handler(request, call.context), into: call)
@@ -164,21 +164,28 @@ struct GRPCRoutes: Sendable {
 }
 
 /// A call's request stream, decoded.
+/// Reading a message gives its bytes back to the client's flow-control window.
 struct DecodedMessages<M: SwiftProtobuf.Message & Sendable>: AsyncSequence, Sendable {
     typealias Element = M
     typealias Failure = any Error
     let stream: AsyncThrowingStream<ByteBuffer, any Error>
-    init(_ stream: AsyncThrowingStream<ByteBuffer, any Error>) { self.stream = stream }
+    let call: GRPCCall
+    init(_ stream: AsyncThrowingStream<ByteBuffer, any Error>, call: GRPCCall) {
+        self.stream = stream
+        self.call = call
+    }
 
     struct AsyncIterator: AsyncIteratorProtocol {
         var base: AsyncThrowingStream<ByteBuffer, any Error>.AsyncIterator
+        let call: GRPCCall
         mutating func next() async throws -> M? {
             guard let bytes = try await base.next() else { return nil }
+            call.consumed(bytes.readableBytes)
             return try GRPCRoutes.decode(bytes, as: M.self)
         }
     }
 
-    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: stream.makeAsyncIterator()) }
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: stream.makeAsyncIterator(), call: call) }
 }
 
 /// Writes a streaming answer's messages into its call.
