@@ -59,6 +59,8 @@ public enum AppliedResult: Sendable {
     /// The alarms in force after an alarm request.
     case alarms([Etcdserverpb_AlarmMember])
     /// A request of a kind this node does not apply yet (the message names it).
+    /// An etcd v2 request (member attributes, the cluster version) applied to the v2 state.
+    case v2
     case unsupported(String)
     case failed(MVCCError)
 }

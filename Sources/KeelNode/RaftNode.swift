@@ -165,6 +165,7 @@ public final class RaftNode: @unchecked Sendable {
                 if let snap {
                     try storage.applySnapshot(snap)
                     snapshotIndex = snap.index
+                    (v2Attributes, v2ClusterVersion) = try V2Store.published(snap.data, file: "the snapshot at index \(snap.index) in \(snapDir)")
                 }
                 if let meta = try? Etcdserverpb_Metadata(serializedBytes: c.metadata), meta.nodeID != 0,
                    meta.nodeID != config.memberID || meta.clusterID != config.clusterID {
@@ -705,11 +706,22 @@ public final class RaftNode: @unchecked Sendable {
             break
         }
         if e.data.isEmpty { return }
+        // etcd's rule: an InternalRaftRequest, else a bare v2 Request (etcd 3.4 publishes member
+        // attributes and the cluster version that way, so an etcd WAL holds both kinds).
         let request: Etcdserverpb_InternalRaftRequest
-        do {
-            request = try Etcdserverpb_InternalRaftRequest(serializedBytes: e.data)
-        } catch {
-            throw NodeError.fatal("entry \(e.index) does not decode as an InternalRaftRequest: \(error)")
+        if let r = try? Etcdserverpb_InternalRaftRequest(serializedBytes: e.data) {
+            request = r
+        } else if let v2 = try? Etcdserverpb_Request(serializedBytes: e.data) {
+            applyV2(v2)
+            waiters.removeValue(forKey: v2.id)?(.success(.v2))
+            return
+        } else {
+            throw NodeError.fatal("entry \(e.index) is neither an InternalRaftRequest nor a v2 Request (\(e.data.count) bytes): the WAL holds something etcd 3.4 did not write")
+        }
+        if request.hasV2 {
+            applyV2(request.v2)
+            waiters.removeValue(forKey: request.v2.id)?(.success(.v2))
+            return
         }
         // Already in the backend (the consistent index covers it): a replay after restart.
         let id = request.hasHeader ? request.header.id : request.id
@@ -722,6 +734,39 @@ public final class RaftNode: @unchecked Sendable {
             throw NodeError.fatal("backend failed applying entry \(e.index): \(err)")
         }
         waiters.removeValue(forKey: id)?(.success(result))
+    }
+
+    /// The v2 state etcd 3.4 keeps through raft: members' published attributes
+    /// (`/0/members/<id>/attributes`) and the cluster version (`/0/version`). Other v2 requests
+    /// (SYNC, v2 keys under `/1`) change nothing Keel keeps. Guarded by `lock`.
+    private var v2Attributes: [UInt64: V2Attributes] = [:]
+    private var v2ClusterVersion: String?
+
+    /// What a member published about itself (etcd's `Attributes`).
+    public struct V2Attributes: Sendable, Equatable, Decodable {
+        public var name: String
+        public var clientURLs: [String]?
+    }
+
+    /// Attributes members published through raft (from this member's WAL, written by etcd or
+    /// keel), and the cluster version set the same way.
+    public var published: (attributes: [UInt64: V2Attributes], clusterVersion: String?) {
+        lock.lock()
+        defer { lock.unlock() }
+        return (v2Attributes, v2ClusterVersion)
+    }
+
+    private func applyV2(_ r: Etcdserverpb_Request) {
+        guard r.method == "PUT" else { return }
+        if r.path == "/0/version" {
+            v2ClusterVersion = r.val
+            return
+        }
+        let parts = r.path.split(separator: "/")
+        guard parts.count == 4, parts[0] == "0", parts[1] == "members", parts[3] == "attributes",
+              let id = UInt64(parts[2], radix: 16),
+              let attributes = try? JSONDecoder().decode(V2Attributes.self, from: Data(r.val.utf8)) else { return }
+        v2Attributes[id] = attributes
     }
 
     private func applyRequest(_ r: Etcdserverpb_InternalRaftRequest, index: UInt64) -> AppliedResult {

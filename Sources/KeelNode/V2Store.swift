@@ -102,3 +102,26 @@ public enum V2Store {
             .replacingOccurrences(of: "&", with: "\\u0026")
     }
 }
+
+extension V2Store {
+    /// What Keel keeps from a `.snap`'s v2 store JSON (etcd's or Keel's): each member's
+    /// published attributes (`/0/members/<id>/attributes`) and the cluster version.
+    /// - Throws: `NodeError.dataDirectory` when the bytes are not a v2 store.
+    public static func published(_ json: [UInt8], file: String) throws(NodeError) -> (attributes: [UInt64: RaftNode.V2Attributes], clusterVersion: String?) {
+        guard let root = (try? JSONSerialization.jsonObject(with: Data(json))) as? [String: Any],
+              let top = root["Root"] as? [String: Any] else {
+            throw NodeError.dataDirectory("\(file): the snapshot's data is not etcd's v2 store JSON")
+        }
+        func children(_ node: [String: Any]?) -> [String: Any] { node?["Children"] as? [String: Any] ?? [:] }
+        let zero = children(top)["0"] as? [String: Any]
+        var attributes: [UInt64: RaftNode.V2Attributes] = [:]
+        for (hex, member) in children(children(zero)["members"] as? [String: Any]) {
+            guard let id = UInt64(hex, radix: 16),
+                  let value = (children(member as? [String: Any])["attributes"] as? [String: Any])?["Value"] as? String,
+                  let a = try? JSONDecoder().decode(RaftNode.V2Attributes.self, from: Data(value.utf8)) else { continue }
+            attributes[id] = a
+        }
+        let version = (children(zero)["version"] as? [String: Any])?["Value"] as? String
+        return (attributes, version)
+    }
+}
