@@ -5,7 +5,7 @@ import XCTest
 
 /// One data directory, etcd 3.4 and keel taking turns on it (issue 12's promise, as far as it
 /// goes so far): etcd writes, keel starts on its directory and serves the same data, keel
-/// writes, etcd starts again and serves keel's writes.
+/// writes past its own snapshots, etcd starts again (from keel's .snap) and serves keel's writes.
 final class DataDirectoryInteropTests: XCTestCase {
     static func normalized(_ json: String) -> String {
         json.replacingOccurrences(of: #""raft_term":\d+"#, with: "", options: .regularExpression)
@@ -42,6 +42,7 @@ final class DataDirectoryInteropTests: XCTestCase {
             c.name = "keeltest"
             c.initialAdvertisePeerURLs = [peerURL]
             c.initialCluster = "keeltest=\(peerURL)"
+            c.snapshotCount = 10
         }
         XCTAssertEqual(Self.normalized(try h.ok(["get", "", "--from-key", "-w", "json"])), Self.normalized(etcdData))
         XCTAssertEqual(Self.normalized(try h.ok(["get", "k1", "--rev", "12", "-w", "json"])), Self.normalized(etcdOld))
@@ -56,6 +57,10 @@ final class DataDirectoryInteropTests: XCTestCase {
         XCTAssertEqual(published.attributes[h.server!.node.config.memberID]?.name, "keeltest")
         XCTAssertEqual(published.attributes[h.server!.node.config.memberID]?.clientURLs, [etcd.clientURL])
         XCTAssertEqual(try h.ok(["put", "from-keel", "yes"]), "OK\n")
+        // Past a few of keel's own snapshots, so etcd must start from a keel .snap.
+        for i in 1...25 { _ = try h.ok(["put", "keel\(i)", "\(i)"]) }
+        let after = try FileManager.default.contentsOfDirectory(atPath: dir + "/member/snap").filter { $0.hasSuffix(".snap") }.sorted()
+        XCTAssertNotEqual(after.last, snaps.sorted().last, "keel took no snapshot")
         let keelData = try h.ok(["get", "", "--from-key", "-w", "json"])
         let keelHash = Self.hash(try h.ok(["endpoint", "hashkv", "-w", "json"]))
         await h.stop()
