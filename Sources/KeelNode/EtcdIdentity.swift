@@ -22,6 +22,17 @@ public enum EtcdIdentity {
         return bigEndian(SHA1.hash(b))
     }
 
+    /// A member as etcd 3.4 marshals `membership.Member` to JSON (Go's field order, empty fields
+    /// omitted, peer URLs sorted): the context of a `ConfChangeAddNode` (etcd refuses to apply
+    /// one without it) and the value of the member's key in the backend's `members` bucket.
+    public static func memberJSON(id: UInt64, peerURLs: [String], name: String = "", clientURLs: [String] = [], isLearner: Bool = false) -> [UInt8] {
+        var s = "{\"id\":\(id),\"peerURLs\":[" + peerURLs.sorted().map(V2Store.quote).joined(separator: ",") + "]"
+        if isLearner { s += ",\"isLearner\":true" }
+        if !name.isEmpty { s += ",\"name\":" + V2Store.quote(name) }
+        if !clientURLs.isEmpty { s += ",\"clientURLs\":[" + clientURLs.map(V2Store.quote).joined(separator: ",") + "]" }
+        return Array((s + "}").utf8)
+    }
+
     private static func bigEndian(_ digest: [UInt8]) -> UInt64 {
         digest.prefix(8).reduce(0) { $0 << 8 | UInt64($1) }
     }

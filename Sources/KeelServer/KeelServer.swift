@@ -72,6 +72,9 @@ public final class KeelServer: Sendable {
         }
         nodeConfig.memberID = identity.memberID
         nodeConfig.clusterID = identity.clusterID
+        // The bootstrap ConfChangeAddNode carries the member as etcd writes it (etcd panics
+        // replaying one without it).
+        nodeConfig.peers = [identity.memberID: EtcdIdentity.memberJSON(id: identity.memberID, peerURLs: config.initialAdvertisePeerURLs, name: config.name)]
         nodeConfig.tickMilliseconds = max(1, config.heartbeatMilliseconds)
         nodeConfig.heartbeatTicks = 1
         nodeConfig.electionTicks = max(2, config.electionMilliseconds / max(1, config.heartbeatMilliseconds))

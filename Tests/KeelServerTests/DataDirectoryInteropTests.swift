@@ -72,4 +72,23 @@ final class DataDirectoryInteropTests: XCTestCase {
         XCTAssertEqual(Self.hash(try etcd.ctl(["endpoint", "hashkv", "-w", "json"]).stdout), keelHash)
         XCTAssertEqual(try etcd.ctl(["put", "from-etcd", "again"]).status, 0)
     }
+
+    /// A young keel directory (no .snap yet): etcd replays keel's whole WAL from the bootstrap
+    /// conf change, whose context must be the member as etcd writes it (etcd panics without).
+    func testEtcdReplaysAYoungKeelWAL() async throws {
+        try ServerHarness.etcdctlAvailable()
+        let dir = try temporaryDirectory(self) + "/young.etcd"
+        let h = ServerHarness(dataDir: dir)
+        try await h.start { c in c.name = "keeltest" }
+        for i in 1...5 { _ = try h.ok(["put", "y\(i)", "\(i)"]) }
+        let keelData = try h.ok(["get", "y", "--prefix", "-w", "json"])
+        let keelHash = DataDirectoryInteropTests.hash(try h.ok(["endpoint", "hashkv", "-w", "json"]))
+        await h.stop()
+        XCTAssertTrue(try FileManager.default.contentsOfDirectory(atPath: dir + "/member/snap").filter { $0.hasSuffix(".snap") }.isEmpty)
+        let etcd = try EtcdServer(dataDir: dir)
+        defer { etcd.stop() }
+        XCTAssertEqual(Self.normalized(try etcd.ctl(["get", "y", "--prefix", "-w", "json"]).stdout), Self.normalized(keelData))
+        XCTAssertEqual(Self.hash(try etcd.ctl(["endpoint", "hashkv", "-w", "json"]).stdout), keelHash)
+        XCTAssertTrue(try etcd.ctl(["member", "list"]).stdout.contains(", started, keeltest, http://localhost:2380,"))
+    }
 }
