@@ -97,7 +97,7 @@ let package = Package(
         .target(name: "KeelBench", dependencies: ["KeelBackend", "KeelBolt", "KeelIO", "KeelWAL", "KeelMVCC", "KeelProto", "KeelRaft"]),
         // Offline tools. Never links gRPC or NIO, so its release build stays quick.
         .executableTarget(name: "keelutl", dependencies: [
-            "KeelBolt", "KeelIO", "KeelBench", "KeelWAL", "KeelDiskProfiler", "KeelInspect", "KeelBackend", "KeelLMDB", "KeelProto", "KeelMVCC", "KeelRaft", "KeelRaftSim",
+            "KeelBolt", "KeelIO", "KeelBench", "KeelWAL", "KeelDiskProfiler", "KeelInspect", "KeelBackend", "KeelLMDB", "KeelProto", "KeelMVCC", "KeelRaft", "KeelRaftSim", "KeelNode",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Helpers shared by the test targets (temporary directories, seeds, Go interop programs).

@@ -1,3 +1,4 @@
+import Foundation
 import KeelIO
 
 /// Member and cluster IDs derived as etcd derives them, so the same `--initial-cluster` and
@@ -31,6 +32,47 @@ public enum EtcdIdentity {
         if !name.isEmpty { s += ",\"name\":" + V2Store.quote(name) }
         if !clientURLs.isEmpty { s += ",\"clientURLs\":[" + clientURLs.map(V2Store.quote).joined(separator: ",") + "]" }
         return Array((s + "}").utf8)
+    }
+
+    /// A bootstrap configuration etcd would refuse, in etcd's words.
+    public struct ConfigurationError: Error, CustomStringConvertible, Sendable {
+        public let description: String
+        public init(_ description: String) { self.description = description }
+    }
+
+    /// `--initial-cluster` as etcd reads it: member name → peer URLs (a name may appear more
+    /// than once, one URL each time).
+    public static func parseInitialCluster(_ s: String) throws(ConfigurationError) -> [String: [String]] {
+        var members: [String: [String]] = [:]
+        for pair in s.split(separator: ",", omittingEmptySubsequences: true) {
+            let parts = pair.split(separator: "=", maxSplits: 1)
+            let name = parts.first.map { String($0).trimmingCharacters(in: .whitespaces) } ?? ""
+            let url = parts.count == 2 ? String(parts[1]).trimmingCharacters(in: .whitespaces) : ""
+            guard !name.isEmpty, url.contains("://") else { throw ConfigurationError("--initial-cluster: \"\(pair)\" is not name=URL") }
+            members[name, default: []].append(url)
+        }
+        guard !members.isEmpty else { throw ConfigurationError("--initial-cluster is empty") }
+        return members
+    }
+
+    /// A new cluster's IDs as etcd derives them, after etcd's checks: `name` is in
+    /// `members` with exactly `advertisePeerURLs`, and no two members share an ID.
+    /// - Returns: this member's ID, the cluster ID, and every member by ID.
+    public static func bootstrap(members: [String: [String]], name: String, advertisePeerURLs: [String], token: String)
+        throws(ConfigurationError) -> (memberID: UInt64, clusterID: UInt64, members: [UInt64: (name: String, peerURLs: [String])]) {
+        guard let mine = members[name] else {
+            throw ConfigurationError("couldn't find local name \"\(name)\" in the initial cluster configuration")
+        }
+        guard mine.sorted() == advertisePeerURLs.sorted() else {
+            throw ConfigurationError("--initial-cluster has \(name)=\(mine.sorted().joined(separator: ",")) but missing from --initial-advertise-peer-urls=\(advertisePeerURLs.joined(separator: ","))")
+        }
+        var byID: [UInt64: (name: String, peerURLs: [String])] = [:]
+        for (n, urls) in members {
+            let id = memberID(peerURLs: urls, clusterToken: token)
+            guard byID[id] == nil, id != 0 else { throw ConfigurationError("--initial-cluster: member \(n) has the same ID as another member (identical peer URLs)") }
+            byID[id] = (n, urls.sorted())
+        }
+        return (memberID(peerURLs: mine, clusterToken: token), clusterID(memberIDs: Array(byID.keys)), byID)
     }
 
     private static func bigEndian(_ digest: [UInt8]) -> UInt64 {

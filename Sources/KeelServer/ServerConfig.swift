@@ -296,19 +296,9 @@ public struct ServerConfig: Sendable {
         initialCluster.isEmpty ? initialAdvertisePeerURLs.map { "\(name)=\($0)" }.joined(separator: ",") : initialCluster
     }
 
-    /// `--initial-cluster` as etcd reads it: member name → peer URLs (a name may appear more
-    /// than once, one URL each time).
+    /// `--initial-cluster` as etcd reads it: member name → peer URLs.
     public func initialMembers() throws(ConfigError) -> [String: [String]] {
-        var members: [String: [String]] = [:]
-        for pair in effectiveInitialCluster.split(separator: ",", omittingEmptySubsequences: true) {
-            let parts = pair.split(separator: "=", maxSplits: 1)
-            guard parts.count == 2, !parts[0].isEmpty, parts[1].contains("://") else {
-                throw ConfigError("--initial-cluster: \"\(pair)\" is not name=URL")
-            }
-            members[String(parts[0]).trimmingCharacters(in: .whitespaces), default: []].append(String(parts[1]).trimmingCharacters(in: .whitespaces))
-        }
-        guard !members.isEmpty else { throw ConfigError("--initial-cluster is empty") }
-        return members
+        do { return try EtcdIdentity.parseInitialCluster(effectiveInitialCluster) } catch { throw ConfigError(error.description) }
     }
 
     /// This member's ID and the cluster's for a new cluster, derived from `--initial-cluster`
@@ -316,15 +306,12 @@ public struct ServerConfig: Sendable {
     /// `--name`, and its URLs must be `--initial-advertise-peer-urls` (etcd's checks).
     public func identity() throws(ConfigError) -> (memberID: UInt64, clusterID: UInt64, members: Int) {
         let members = try initialMembers()
-        guard let mine = members[name] else {
-            throw ConfigError("couldn't find local name \"\(name)\" in the initial cluster configuration")
+        do {
+            let b = try EtcdIdentity.bootstrap(members: members, name: name, advertisePeerURLs: initialAdvertisePeerURLs, token: initialClusterToken)
+            return (b.memberID, b.clusterID, b.members.count)
+        } catch {
+            throw ConfigError(error.description)
         }
-        guard mine.sorted() == initialAdvertisePeerURLs.sorted() else {
-            throw ConfigError("--initial-cluster has \(name)=\(mine.sorted().joined(separator: ",")) but missing from --initial-advertise-peer-urls=\(initialAdvertisePeerURLs.joined(separator: ","))")
-        }
-        let ids = members.values.map { EtcdIdentity.memberID(peerURLs: $0, clusterToken: initialClusterToken) }
-        guard Set(ids).count == ids.count else { throw ConfigError("--initial-cluster: two members have identical peer URLs") }
-        return (EtcdIdentity.memberID(peerURLs: mine, clusterToken: initialClusterToken), EtcdIdentity.clusterID(memberIDs: ids), members.count)
     }
 
     /// Host and port of a client URL (`localhost` binds 127.0.0.1, as a loopback-only default).

@@ -1,4 +1,5 @@
 import Foundation
+import KeelNode
 import KeelServer
 import KeelTestSupport
 import XCTest
@@ -90,5 +91,71 @@ final class DataDirectoryInteropTests: XCTestCase {
         XCTAssertEqual(Self.normalized(try etcd.ctl(["get", "y", "--prefix", "-w", "json"]).stdout), Self.normalized(keelData))
         XCTAssertEqual(Self.hash(try etcd.ctl(["endpoint", "hashkv", "-w", "json"]).stdout), keelHash)
         XCTAssertTrue(try etcd.ctl(["member", "list"]).stdout.contains(", started, keeltest, http://localhost:2380,"))
+    }
+
+    /// Snapshot restore both ways: etcd's snapshot → `SnapshotRestore` (keelutl snapshot
+    /// restore) → keel and etcd each start on the result; keel's snapshot → `etcdctl snapshot
+    /// restore` → etcd serves it. Damaged or unsafe inputs are refused and create nothing.
+    func testSnapshotRestoreBothWays() async throws {
+        try ServerHarness.etcdctlAvailable()
+        let dir = try temporaryDirectory(self)
+        let etcd = try EtcdServer(dataDir: dir + "/src")
+        for i in 1...10 { _ = try etcd.ctl(["put", "s\(i)", "v\(i)"]) }
+        _ = try etcd.ctl(["del", "s2"])
+        XCTAssertEqual(try etcd.ctl(["snapshot", "save", dir + "/etcd.db"]).status, 0)
+        let etcdData = try etcd.ctl(["get", "s", "--prefix", "-w", "json"]).stdout
+        etcd.stop()
+
+        var o = SnapshotRestore.Options(snapshotPath: dir + "/etcd.db", dataDir: dir + "/restored.etcd", name: "keeltest",
+                                        initialCluster: "keeltest=http://127.0.0.1:2390", initialAdvertisePeerURLs: ["http://127.0.0.1:2390"])
+        o.initialClusterToken = "restore-test"
+        let r = try SnapshotRestore.run(o)
+        XCTAssertTrue(r.hashChecked)
+        XCTAssertEqual(r.memberID, EtcdIdentity.memberID(peerURLs: ["http://127.0.0.1:2390"], clusterToken: "restore-test"))
+        // Refusals: the directory now exists; no trailer; a damaged byte.
+        XCTAssertThrowsError(try SnapshotRestore.run(o)) { XCTAssertTrue("\($0)".contains("exists"), "\($0)") }
+        let raw = try Data(contentsOf: URL(fileURLWithPath: dir + "/etcd.db"))
+        try raw.dropLast(32).write(to: URL(fileURLWithPath: dir + "/no-trailer.db"))
+        var damaged = raw
+        damaged[100] ^= 0xFF
+        try damaged.write(to: URL(fileURLWithPath: dir + "/damaged.db"))
+        for (file, words) in [("no-trailer.db", "snapshot missing hash but --skip-hash-check=false"), ("damaged.db", "expected sha256")] {
+            var bad = o
+            bad.snapshotPath = dir + "/" + file
+            bad.dataDir = dir + "/" + file + ".etcd"
+            XCTAssertThrowsError(try SnapshotRestore.run(bad)) { XCTAssertTrue("\($0)".contains(words), "\($0)") }
+            XCTAssertFalse(FileManager.default.fileExists(atPath: bad.dataDir))
+        }
+
+        // keel on the restored directory.
+        let h = ServerHarness(dataDir: dir + "/restored.etcd")
+        try await h.start { c in
+            c.name = "keeltest"
+            c.initialAdvertisePeerURLs = ["http://127.0.0.1:2390"]
+            c.initialCluster = "keeltest=http://127.0.0.1:2390"
+            c.initialClusterToken = "restore-test"
+        }
+        XCTAssertEqual(Self.normalized(try h.ok(["get", "s", "--prefix", "-w", "json"])).replacingOccurrences(of: #""(cluster_id|member_id)":\d+"#, with: "", options: .regularExpression),
+                       Self.normalized(etcdData).replacingOccurrences(of: #""(cluster_id|member_id)":\d+"#, with: "", options: .regularExpression))
+        XCTAssertTrue(try h.ok(["member", "list"]).hasPrefix(String(r.memberID, radix: 16) + ", started, keeltest, http://127.0.0.1:2390"))
+        _ = try h.ok(["put", "from-keel", "1"])
+        XCTAssertEqual(try h.ok(["snapshot", "save", dir + "/keel.db"]).isEmpty, false)
+        await h.stop()
+
+        // etcd on a second restore of etcd's snapshot, and on etcdctl's restore of keel's.
+        o.dataDir = dir + "/restored2.etcd"
+        _ = try SnapshotRestore.run(o)
+        let e2 = try EtcdServer(dataDir: o.dataDir)
+        XCTAssertEqual(try e2.ctl(["get", "s5", "--print-value-only"]).stdout, "v5\n")
+        XCTAssertTrue(try e2.ctl(["member", "list"]).stdout.hasPrefix(String(r.memberID, radix: 16) + ", started, keeltest,"))
+        e2.stop()
+        let restored = try ServerHarness.run(["etcdctl", "snapshot", "restore", dir + "/keel.db", "--data-dir", dir + "/from-keel.etcd",
+                                              "--name", "keeltest", "--initial-cluster", "keeltest=http://127.0.0.1:2391",
+                                              "--initial-advertise-peer-urls", "http://127.0.0.1:2391"])
+        XCTAssertEqual(restored.status, 0, restored.stderr)
+        let e3 = try EtcdServer(dataDir: dir + "/from-keel.etcd")
+        defer { e3.stop() }
+        XCTAssertEqual(try e3.ctl(["get", "from-keel", "--print-value-only"]).stdout, "1\n")
+        XCTAssertEqual(try e3.ctl(["get", "s", "--prefix", "--keys-only"]).stdout.split(separator: "\n").count, 9)
     }
 }
