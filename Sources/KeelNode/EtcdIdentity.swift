@@ -34,6 +34,14 @@ public enum EtcdIdentity {
         return Array((s + "}").utf8)
     }
 
+    /// A member's published attributes as etcd 3.4 marshals `membership.Attributes`.
+    public static func attributesJSON(name: String, clientURLs: [String]) -> String {
+        var parts: [String] = []
+        if !name.isEmpty { parts.append("\"name\":" + V2Store.quote(name)) }
+        if !clientURLs.isEmpty { parts.append("\"clientURLs\":[" + clientURLs.map(V2Store.quote).joined(separator: ",") + "]") }
+        return "{" + parts.joined(separator: ",") + "}"
+    }
+
     /// A bootstrap configuration etcd would refuse, in etcd's words.
     public struct ConfigurationError: Error, CustomStringConvertible, Sendable {
         public let description: String

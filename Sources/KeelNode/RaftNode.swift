@@ -223,6 +223,9 @@ public final class RaftNode: @unchecked Sendable {
         }
         // Leases expire only once this member leads (see manageLeases).
         kv.demote()
+        do { try kv.prepareServerBuckets() } catch {
+            throw NodeError.dataDirectory("cannot prepare the store in \(snapDir): \(error)")
+        }
         // Opening the store may have begun a batch on this (the caller's) thread. LMDB ties a
         // write transaction to the thread that began it, so it is committed here and the
         // driver thread begins every later one.
@@ -701,6 +704,7 @@ public final class RaftNode: @unchecked Sendable {
             } catch {
                 throw NodeError.fatal("conf change at \(e.index): \(error)")
             }
+            if e.type == .confChange, let cc = try? Raftpb_ConfChange(serializedBytes: e.data) { try recordMember(cc, index: e.index) }
             return
         case .normal:
             break
@@ -712,14 +716,14 @@ public final class RaftNode: @unchecked Sendable {
         if let r = try? Etcdserverpb_InternalRaftRequest(serializedBytes: e.data) {
             request = r
         } else if let v2 = try? Etcdserverpb_Request(serializedBytes: e.data) {
-            applyV2(v2)
+            try applyV2(v2)
             waiters.removeValue(forKey: v2.id)?(.success(.v2))
             return
         } else {
             throw NodeError.fatal("entry \(e.index) is neither an InternalRaftRequest nor a v2 Request (\(e.data.count) bytes): the WAL holds something etcd 3.4 did not write")
         }
         if request.hasV2 {
-            applyV2(request.v2)
+            try applyV2(request.v2)
             waiters.removeValue(forKey: request.v2.id)?(.success(.v2))
             return
         }
@@ -756,17 +760,81 @@ public final class RaftNode: @unchecked Sendable {
         return (v2Attributes, v2ClusterVersion)
     }
 
-    private func applyV2(_ r: Etcdserverpb_Request) {
-        guard r.method == "PUT" else { return }
-        if r.path == "/0/version" {
-            v2ClusterVersion = r.val
-            return
+    /// Members' peer URLs from their conf changes (the rest of their backend record).
+    private var v2PeerURLs: [UInt64: [String]] = [:]
+
+    /// A member as etcd's conf-change context carries it.
+    struct MemberContext: Decodable {
+        var id: UInt64
+        var peerURLs: [String]
+    }
+
+    /// etcd keeps each member in the backend's `members` bucket (and removed IDs in
+    /// `members_removed`), written when the conf change applies.
+    private func recordMember(_ cc: Raftpb_ConfChange, index: UInt64) throws(NodeError) {
+        do {
+            switch cc.type {
+            case .confChangeAddNode, .confChangeAddLearnerNode, .confChangeUpdateNode:
+                guard let m = try? JSONDecoder().decode(MemberContext.self, from: cc.context), m.id == cc.nodeID else { return }
+                v2PeerURLs[m.id] = m.peerURLs
+                try kv.saveMember(id: m.id, json: [UInt8](cc.context))
+            case .confChangeRemoveNode:
+                v2PeerURLs.removeValue(forKey: cc.nodeID)
+                try kv.removeMember(id: cc.nodeID)
+            default:
+                return
+            }
+        } catch {
+            throw NodeError.fatal("backend failed recording the member of conf change \(index): \(error)")
         }
-        let parts = r.path.split(separator: "/")
-        guard parts.count == 4, parts[0] == "0", parts[1] == "members", parts[3] == "attributes",
-              let id = UInt64(parts[2], radix: 16),
-              let attributes = try? JSONDecoder().decode(V2Attributes.self, from: Data(r.val.utf8)) else { return }
-        v2Attributes[id] = attributes
+    }
+
+    private func applyV2(_ r: Etcdserverpb_Request) throws(NodeError) {
+        guard r.method == "PUT" else { return }
+        do {
+            if r.path == "/0/version" {
+                v2ClusterVersion = r.val
+                try kv.saveClusterVersion(r.val)
+                return
+            }
+            let parts = r.path.split(separator: "/")
+            guard parts.count == 4, parts[0] == "0", parts[1] == "members", parts[3] == "attributes",
+                  let id = UInt64(parts[2], radix: 16),
+                  let attributes = try? JSONDecoder().decode(V2Attributes.self, from: Data(r.val.utf8)) else { return }
+            v2Attributes[id] = attributes
+            if let peers = v2PeerURLs[id] {
+                try kv.saveMember(id: id, json: EtcdIdentity.memberJSON(id: id, peerURLs: peers, name: attributes.name, clientURLs: attributes.clientURLs ?? []))
+            }
+        } catch {
+            throw NodeError.fatal("backend failed applying the v2 request for \(r.path): \(error)")
+        }
+    }
+
+    /// Proposes an etcd v2 PUT — how etcd 3.4 publishes a member's attributes
+    /// (`/0/members/<id>/attributes`) and the cluster version (`/0/version`) — and waits until it
+    /// is applied.
+    public func publishV2(path: String, value: String) async throws(NodeError) {
+        let result: Result<AppliedResult, NodeError> = await withCheckedContinuation { continuation in
+            lock.lock()
+            if let f = failure ?? (stopping ? NodeError.stopped : nil) {
+                lock.unlock()
+                continuation.resume(returning: .failure(f))
+                return
+            }
+            let id = UInt64(bitPattern: ids.next())
+            var v2 = Etcdserverpb_Request()
+            v2.id = id
+            v2.method = "PUT"
+            v2.path = path
+            v2.val = value
+            var marker = Etcdserverpb_InternalRaftRequest()
+            marker.header.id = id
+            waiters[id] = { continuation.resume(returning: $0) }
+            inbox.append((marker, (try? v2.serializedBytes()) ?? [], Date()))
+            lock.signal()
+            lock.unlock()
+        }
+        _ = try result.get()
     }
 
     private func applyRequest(_ r: Etcdserverpb_InternalRaftRequest, index: UInt64) -> AppliedResult {

@@ -141,7 +141,11 @@ public final class KeelServer: Sendable {
     static func maintain(core: ServerCore, log: ServerLog, retention: Double) async {
         var compactor = AutoCompactor(mode: core.config.autoCompactionMode, retention: retention)
         var reportedFatal = false
+        var published = false
         while !Task.isCancelled {
+            if !published && core.node.leaderAndTerm.leader != 0 {
+                published = await publish(core: core, log: log)
+            }
             try? await Task.sleep(nanoseconds: 100_000_000)
             if let f = core.node.fatalError, !reportedFatal {
                 reportedFatal = true
@@ -157,6 +161,27 @@ public final class KeelServer: Sendable {
                     log.warn("auto compaction failed", ["revision": "\(rev)", "error": "\(error)"])
                 }
             }
+        }
+    }
+
+    /// As etcd 3.4 at every start: this member's attributes (name, client URLs) through raft
+    /// as a v2 PUT, and on the leader the cluster version if none is set. Written to the WAL as
+    /// etcd writes them, so etcd replaying the log (and the backend's `members` and
+    /// `cluster/clusterVersion`) sees what it would have written itself.
+    static func publish(core: ServerCore, log: ServerLog) async -> Bool {
+        let node = core.node
+        let hex = String(node.config.memberID, radix: 16)
+        do {
+            try await node.publishV2(path: "/0/members/\(hex)/attributes",
+                                     value: EtcdIdentity.attributesJSON(name: core.config.name, clientURLs: core.config.advertiseClientURLs))
+            if node.leaderAndTerm.leader == node.config.memberID && node.published.clusterVersion == nil {
+                try await node.publishV2(path: "/0/version", value: ServerCore.clusterVersion)
+            }
+            log.info("published local member to cluster through raft", ["local-member-id": hex, "cluster-id": String(node.config.clusterID, radix: 16)])
+            return true
+        } catch {
+            log.warn("failed to publish local member to cluster through raft; will retry", ["error": "\(error)"])
+            return false
         }
     }
 
