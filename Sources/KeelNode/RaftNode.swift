@@ -159,7 +159,7 @@ public final class RaftNode: @unchecked Sendable {
             if fresh {
                 wal = try WAL.create(fileSystem: fs, directory: walDir, metadata: encodeMetadata(nodeID: config.memberID, clusterID: config.clusterID))
             } else {
-                let (opened, snap, c) = try RaftNode.openWAL(fs: fs, walDir: walDir, snapDir: snapDir)
+                let (opened, snap, c) = try RaftNode.openWAL(fs: fs, walDir: walDir, snapDir: snapDir, log: config.log)
                 wal = opened
                 contents = c
                 if let snap {
@@ -623,11 +623,17 @@ public final class RaftNode: @unchecked Sendable {
     /// Opens the WAL at the newest `.snap` it has a snapshot record for (etcd's rule: a snap
     /// file without its WAL record is an orphan of a crash between the two writes), repairing a
     /// torn tail left by a crash.
-    static func openWAL(fs: any FileSystem, walDir: String, snapDir: String) throws -> (WAL, RaftSnapshot?, WAL.Contents) {
+    static func openWAL(fs: any FileSystem, walDir: String, snapDir: String, log: (@Sendable (String, [String: String]) -> Void)? = nil) throws -> (WAL, RaftSnapshot?, WAL.Contents) {
         let snapshotter = Snapshotter(fileSystem: fs, directory: snapDir)
         var candidates: [RaftSnapshot?] = []
         for name in (try? snapshotter.names()) ?? [] {
-            if let s = try? snapshotter.read(path: snapDir + "/" + name) { candidates.append(RaftSnapshot(s)) }
+            do {
+                candidates.append(RaftSnapshot(try snapshotter.read(path: snapDir + "/" + name)))
+            } catch {
+                // As etcd: a damaged .snap is passed over for the one before it (the WAL still
+                // holds what came after that one), and said so.
+                log?("skipping a damaged snapshot file", ["path": snapDir + "/" + name, "error": "\(error)"])
+            }
         }
         candidates.append(nil)
         var lastError: (any Error)?

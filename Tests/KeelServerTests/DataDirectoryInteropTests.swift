@@ -6,7 +6,8 @@ import XCTest
 
 /// One data directory, etcd 3.4 and keel taking turns on it (issue 12's promise, as far as it
 /// goes so far): etcd writes, keel starts on its directory and serves the same data, keel
-/// writes past its own snapshots, etcd starts again (from keel's .snap) and serves keel's writes.
+/// writes past its own snapshots, etcd starts again (from keel's .snap) and serves keel's
+/// writes, and keel once more after etcd wrote.
 final class DataDirectoryInteropTests: XCTestCase {
     static func normalized(_ json: String) -> String {
         json.replacingOccurrences(of: #""raft_term":\d+"#, with: "", options: .regularExpression)
@@ -74,10 +75,23 @@ final class DataDirectoryInteropTests: XCTestCase {
 
         // etcd again, on what keel wrote.
         etcd = try EtcdServer(dataDir: dir, extraArguments: ["--snapshot-count", "20"])
-        defer { etcd.stop() }
         XCTAssertEqual(Self.normalized(try etcd.ctl(["get", "", "--from-key", "-w", "json"]).stdout), Self.normalized(keelData))
         XCTAssertEqual(Self.hash(try etcd.ctl(["endpoint", "hashkv", "-w", "json"]).stdout), keelHash)
         XCTAssertEqual(try etcd.ctl(["put", "from-etcd", "again"]).status, 0)
+        let etcdData2 = try etcd.ctl(["get", "", "--from-key", "-w", "json"]).stdout
+        let etcdHash2 = Self.hash(try etcd.ctl(["endpoint", "hashkv", "-w", "json"]).stdout)
+        etcd.stop()
+
+        // And keel once more: the second round trip stays equal.
+        try await h.start { c in
+            c.name = "keeltest"
+            c.initialAdvertisePeerURLs = [peerURL]
+            c.initialCluster = "keeltest=\(peerURL)"
+        }
+        XCTAssertEqual(Self.normalized(try h.ok(["get", "", "--from-key", "-w", "json"])), Self.normalized(etcdData2))
+        XCTAssertEqual(Self.hash(try h.ok(["endpoint", "hashkv", "-w", "json"])), etcdHash2)
+        XCTAssertEqual(try h.ok(["put", "from-keel-again", "yes"]), "OK\n")
+        await h.stop()
     }
 
     /// A young keel directory (no .snap yet): etcd replays keel's whole WAL from the bootstrap
@@ -163,5 +177,50 @@ final class DataDirectoryInteropTests: XCTestCase {
         defer { e3.stop() }
         XCTAssertEqual(try e3.ctl(["get", "from-keel", "--print-value-only"]).stdout, "1\n")
         XCTAssertEqual(try e3.ctl(["get", "s", "--prefix", "--keys-only"]).stdout.split(separator: "\n").count, 9)
+    }
+
+    /// Damaged data directories: a newest `.snap` that fails its CRC is passed over for the
+    /// one before (as etcd does) and said so; a corrupted record in the middle of the WAL stops
+    /// the start with the file and offset named, and changes nothing on disk.
+    func testDamagedDataDirectories() async throws {
+        try ServerHarness.etcdctlAvailable()
+        let base = try temporaryDirectory(self)
+        let h = ServerHarness(dataDir: base + "/good.etcd")
+        try await h.start { $0.snapshotCount = 10 }
+        for i in 1...25 { _ = try h.ok(["put", "d\(i)", "\(i)"]) }
+        await h.stop()
+        let fm = FileManager.default
+        let snaps = try fm.contentsOfDirectory(atPath: base + "/good.etcd/member/snap").filter { $0.hasSuffix(".snap") }.sorted()
+        XCTAssertGreaterThanOrEqual(snaps.count, 2)
+
+        try fm.copyItem(atPath: base + "/good.etcd", toPath: base + "/badsnap.etcd")
+        let snapPath = base + "/badsnap.etcd/member/snap/" + snaps.last!
+        var snap = try Data(contentsOf: URL(fileURLWithPath: snapPath))
+        snap[snap.count / 2] ^= 0xFF
+        try snap.write(to: URL(fileURLWithPath: snapPath))
+        let b = ServerHarness(dataDir: base + "/badsnap.etcd")
+        try await b.start { $0.logLevel = "info" }
+        XCTAssertEqual(try b.ok(["get", "d", "--prefix", "--keys-only"]).split(separator: "\n").count, 25)
+        XCTAssertTrue(b.logs.withLock { $0 }.contains { $0.contains("skipping a damaged snapshot file") && $0.contains(snaps.last!) })
+        await b.stop()
+
+        try fm.copyItem(atPath: base + "/good.etcd", toPath: base + "/badwal.etcd")
+        let walDir = base + "/badwal.etcd/member/wal/"
+        let segment = try fm.contentsOfDirectory(atPath: walDir).filter { $0.hasSuffix(".wal") }.sorted()[0]
+        var wal = try Data(contentsOf: URL(fileURLWithPath: walDir + segment))
+        let used = wal.lastIndex { $0 != 0 } ?? 0
+        // Sixteen bytes, so some fall in a record's data whatever the padding (8-byte frames).
+        for i in (used / 2)..<(used / 2 + 16) { wal[i] ^= 0xFF }
+        try wal.write(to: URL(fileURLWithPath: walDir + segment))
+        let before = try Data(contentsOf: URL(fileURLWithPath: walDir + segment))
+        let w = ServerHarness(dataDir: base + "/badwal.etcd")
+        do {
+            try await w.start()
+            await w.stop()
+            XCTFail("keel started on a WAL with a corrupted record")
+        } catch {
+            XCTAssertTrue("\(error)".contains(segment) && "\(error)".contains("offset"), "\(error)")
+        }
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: walDir + segment)), before)
     }
 }
