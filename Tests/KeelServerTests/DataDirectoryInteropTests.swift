@@ -22,14 +22,25 @@ final class DataDirectoryInteropTests: XCTestCase {
         let dir = try temporaryDirectory(self) + "/shared.etcd"
         // etcd 3.4: writes, a delete, a lease with a key, a user, a compaction; a .snap exists
         // (snapshot count 20) and its WAL holds etcd's v2 publish entries.
-        var etcd = try EtcdServer(dataDir: dir, extraArguments: ["--snapshot-count", "20"])
+        var etcd = try EtcdServer(dataDir: dir, extraArguments: ["--snapshot-count", "20", "--quota-backend-bytes", "400000"])
         let peerURL = etcd.peerURL
         for i in 1...30 { XCTAssertEqual(try etcd.ctl(["put", "k\(i)", "v\(i)"]).status, 0) }
         _ = try etcd.ctl(["del", "k3"])
         let lease = String(try etcd.ctl(["lease", "grant", "600"]).stdout.split(separator: " ")[1])
         _ = try etcd.ctl(["put", "lk", "lv", "--lease", lease])
+        // A lease that runs out after the switch: keel must expire it and delete its key.
+        let short = String(try etcd.ctl(["lease", "grant", "4"]).stdout.split(separator: " ")[1])
+        _ = try etcd.ctl(["put", "short", "lived", "--lease", short])
         _ = try etcd.ctl(["user", "add", "bob:pw"])
+        _ = try etcd.ctl(["role", "add", "r1"])
+        _ = try etcd.ctl(["role", "grant-permission", "r1", "read", "a", "z"])
+        _ = try etcd.ctl(["user", "grant-role", "bob", "r1"])
         _ = try etcd.ctl(["compaction", "10"])
+        // A real NOSPACE alarm, then the big keys deleted (the alarm stays until disarmed).
+        var filled = 0
+        while filled < 100, try etcd.ctl(["put", "big\(filled)", String(repeating: "x", count: 20_000)]).status == 0 { filled += 1 }
+        let alarms = try etcd.ctl(["alarm", "list"]).stdout
+        XCTAssertTrue(alarms.contains("alarm:NOSPACE"), alarms)
         let etcdData = try etcd.ctl(["get", "", "--from-key", "-w", "json"]).stdout
         let etcdOld = try etcd.ctl(["get", "k1", "--rev", "12", "-w", "json"]).stdout
         let etcdHash = Self.hash(try etcd.ctl(["endpoint", "hashkv", "-w", "json"]).stdout)
@@ -53,6 +64,15 @@ final class DataDirectoryInteropTests: XCTestCase {
         XCTAssertEqual(try h.ok(["member", "list"]).split(separator: ",").first, etcdMembers.split(separator: ",").first, "the member ID")
         XCTAssertTrue(try h.ok(["lease", "timetolive", lease, "--keys"]).contains("attached keys([lk])"))
         XCTAssertEqual(try h.ok(["user", "list"]), "bob\n")
+        XCTAssertEqual(try h.ok(["user", "get", "bob"]), "User: bob\nRoles: r1\n")
+        XCTAssertTrue(try h.ok(["role", "get", "r1"]).contains("[a, z)"))
+        XCTAssertEqual(try h.ok(["alarm", "list"]), alarms)
+        _ = try h.ok(["alarm", "disarm"])
+        let expiry = Date().addingTimeInterval(15)
+        while try h.ok(["get", "short", "--print-value-only"]) == "lived\n" && Date() < expiry {
+            try await Task.sleep(nanoseconds: 200_000_000)
+        }
+        XCTAssertEqual(try h.ok(["get", "short"]), "", "the short lease expired on keel and took its key")
         // The v2 state: the cluster version etcd published (its .snap and WAL), and this
         // member's attributes, which keel publishes again with its own client URLs, as etcd
         // does at every start.
