@@ -207,6 +207,15 @@ public final class RaftNode: @unchecked Sendable {
             throw NodeError.dataDirectory("\(walDir): \(error)")
         }
         ids = LeaseIDGenerator(memberID: self.config.memberID)
+        // The backend must belong with this WAL and snapshot; checked by reading before the
+        // store opens (and writes anything), so a refused directory is left as it was.
+        do {
+            try RaftNode.checkBackend(backend, memberID: self.config.memberID, snapshotIndex: fresh ? 0 : snapshotIndex, path: snapDir + "/db")
+        } catch {
+            try? wal.close()
+            try? backend.close()
+            throw error
+        }
         do {
             var options = config.kvOptions
             options.memberID = self.config.memberID
@@ -605,6 +614,36 @@ public final class RaftNode: @unchecked Sendable {
         if kv.backendCommits != commitsBefore { metrics.backendCommit.observe(seconds: Double(DispatchTime.now().uptimeNanoseconds - began) / 1e9) }
         lock.lock()
         do { try committed.get() } catch { throw NodeError.fatal("backend commit failed: \(error)") }
+    }
+
+    /// Refuses a backend that does not belong with the WAL: one whose consistent index is
+    /// below the newest snapshot (an older copy of the db: the entries between were released
+    /// from the WAL, so they would be lost), or one whose `members` records name other members
+    /// only (a db from another cluster).
+    static func checkBackend(_ backend: any Backend, memberID: UInt64, snapshotIndex: UInt64, path: String) throws(NodeError) {
+        let (consistentIndex, members): (UInt64?, [UInt64])
+        do {
+            let read = try backend.beginRead()
+            defer { read.end() }
+            let names = try read.buckets(in: [])
+            var ci: UInt64?
+            if names.contains(Array("meta".utf8)), let b = try read.bucket([Array("meta".utf8)]).get(Array("consistent_index".utf8)), b.count == 8 {
+                ci = b.reduce(0) { $0 << 8 | UInt64($1) }
+            }
+            var ids: [UInt64] = []
+            if names.contains(Array("members".utf8)) {
+                ids = try read.bucket([Array("members".utf8)]).entries().compactMap { UInt64(String(decoding: $0.key, as: UTF8.self), radix: 16) }
+            }
+            (consistentIndex, members) = (ci, ids)
+        } catch {
+            throw NodeError.dataDirectory("cannot read \(path): \(error)")
+        }
+        if snapshotIndex > 0, let ci = consistentIndex, ci < snapshotIndex {
+            throw NodeError.dataDirectory("\(path) has consistent index \(ci), older than the newest snapshot (index \(snapshotIndex)): the entries between are no longer in the WAL. Restore the db that belongs with this WAL, or restore a snapshot into a new data directory")
+        }
+        if !members.isEmpty && !members.contains(memberID) {
+            throw NodeError.dataDirectory("\(path) belongs to another cluster: its members are \(members.map { String($0, radix: 16) }.sorted().joined(separator: ", ")), but this WAL is member \(String(memberID, radix: 16))'s")
+        }
     }
 
     /// A progress line every second while entries from before the start are applied.

@@ -205,11 +205,15 @@ final class DataDirectoryInteropTests: XCTestCase {
     func testDamagedDataDirectories() async throws {
         try ServerHarness.etcdctlAvailable()
         let base = try temporaryDirectory(self)
+        let fm = FileManager.default
         let h = ServerHarness(dataDir: base + "/good.etcd")
         try await h.start { $0.snapshotCount = 10 }
-        for i in 1...25 { _ = try h.ok(["put", "d\(i)", "\(i)"]) }
+        for i in 1...3 { _ = try h.ok(["put", "d\(i)", "\(i)"]) }
         await h.stop()
-        let fm = FileManager.default
+        try fm.copyItem(atPath: base + "/good.etcd/member/snap/db", toPath: base + "/old.db")
+        try await h.start { $0.snapshotCount = 10 }
+        for i in 4...25 { _ = try h.ok(["put", "d\(i)", "\(i)"]) }
+        await h.stop()
         let snaps = try fm.contentsOfDirectory(atPath: base + "/good.etcd/member/snap").filter { $0.hasSuffix(".snap") }.sorted()
         XCTAssertGreaterThanOrEqual(snaps.count, 2)
 
@@ -242,5 +246,30 @@ final class DataDirectoryInteropTests: XCTestCase {
             XCTAssertTrue("\(error)".contains(segment) && "\(error)".contains("offset"), "\(error)")
         }
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: walDir + segment)), before)
+
+        // A db older than the newest snapshot (its entries are gone from the WAL), and a db of
+        // another cluster: refused before anything is written.
+        try fm.copyItem(atPath: base + "/good.etcd", toPath: base + "/olddb.etcd")
+        try fm.removeItem(atPath: base + "/olddb.etcd/member/snap/db")
+        try fm.copyItem(atPath: base + "/old.db", toPath: base + "/olddb.etcd/member/snap/db")
+        let other = ServerHarness(dataDir: base + "/other.etcd")
+        try await other.start { $0.name = "other"; $0.initialClusterToken = "another-cluster" }
+        await other.stop()
+        try fm.removeItem(atPath: base + "/other.etcd/member/snap/db")
+        try fm.copyItem(atPath: base + "/good.etcd/member/snap/db", toPath: base + "/other.etcd/member/snap/db")
+        for (dirName, words, configure) in [("olddb.etcd", "older than the newest snapshot", { (_: inout ServerConfig) in }),
+                                            ("other.etcd", "belongs to another cluster", { (c: inout ServerConfig) in c.name = "other"; c.initialClusterToken = "another-cluster" })] {
+            let db = base + "/" + dirName + "/member/snap/db"
+            let dbBefore = try Data(contentsOf: URL(fileURLWithPath: db))
+            let x = ServerHarness(dataDir: base + "/" + dirName)
+            do {
+                try await x.start(configure)
+                await x.stop()
+                XCTFail("keel started on \(dirName)")
+            } catch {
+                XCTAssertTrue("\(error)".contains(words), "\(error)")
+            }
+            XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: db)), dbBefore, dirName)
+        }
     }
 }
