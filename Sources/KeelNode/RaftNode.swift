@@ -210,7 +210,8 @@ public final class RaftNode: @unchecked Sendable {
         // The backend must belong with this WAL and snapshot; checked by reading before the
         // store opens (and writes anything), so a refused directory is left as it was.
         do {
-            try RaftNode.checkBackend(backend, memberID: self.config.memberID, snapshotIndex: fresh ? 0 : snapshotIndex, path: snapDir + "/db")
+            try RaftNode.checkBackend(backend, memberID: self.config.memberID, snapshotIndex: fresh ? 0 : snapshotIndex,
+                                      path: config.backendKind == .lmdb ? snapDir + "/db.lmdb" : snapDir + "/db")
         } catch {
             try? wal.close()
             try? backend.close()
@@ -637,6 +638,9 @@ public final class RaftNode: @unchecked Sendable {
             (consistentIndex, members) = (ci, ids)
         } catch {
             throw NodeError.dataDirectory("cannot read \(path): \(error)")
+        }
+        if snapshotIndex > 0 && consistentIndex == nil {
+            throw NodeError.dataDirectory("\(path) is empty, but the WAL continues from a snapshot at index \(snapshotIndex): the history before it is only in the backend this data directory was written with (another --backend?). Start with that backend, or restore a snapshot into a new data directory")
         }
         if snapshotIndex > 0, let ci = consistentIndex, ci < snapshotIndex {
             throw NodeError.dataDirectory("\(path) has consistent index \(ci), older than the newest snapshot (index \(snapshotIndex)): the entries between are no longer in the WAL. Restore the db that belongs with this WAL, or restore a snapshot into a new data directory")

@@ -247,8 +247,9 @@ final class DataDirectoryInteropTests: XCTestCase {
         }
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: walDir + segment)), before)
 
-        // A db older than the newest snapshot (its entries are gone from the WAL), and a db of
-        // another cluster: refused before anything is written.
+        // A db older than the newest snapshot (its entries are gone from the WAL), an empty
+        // LMDB backend beside a WAL that continues from a snapshot (the history is in the bolt
+        // db), and a db of another cluster: refused before the bolt db is written.
         try fm.copyItem(atPath: base + "/good.etcd", toPath: base + "/olddb.etcd")
         try fm.removeItem(atPath: base + "/olddb.etcd/member/snap/db")
         try fm.copyItem(atPath: base + "/old.db", toPath: base + "/olddb.etcd/member/snap/db")
@@ -257,7 +258,9 @@ final class DataDirectoryInteropTests: XCTestCase {
         await other.stop()
         try fm.removeItem(atPath: base + "/other.etcd/member/snap/db")
         try fm.copyItem(atPath: base + "/good.etcd/member/snap/db", toPath: base + "/other.etcd/member/snap/db")
+        try fm.copyItem(atPath: base + "/good.etcd", toPath: base + "/lmdb.etcd")
         for (dirName, words, configure) in [("olddb.etcd", "older than the newest snapshot", { (_: inout ServerConfig) in }),
+                                            ("lmdb.etcd", "is empty, but the WAL continues from a snapshot", { (c: inout ServerConfig) in c.backend = "lmdb" }),
                                             ("other.etcd", "belongs to another cluster", { (c: inout ServerConfig) in c.name = "other"; c.initialClusterToken = "another-cluster" })] {
             let db = base + "/" + dirName + "/member/snap/db"
             let dbBefore = try Data(contentsOf: URL(fileURLWithPath: db))
