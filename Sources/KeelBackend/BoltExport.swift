@@ -20,14 +20,24 @@ public enum BoltExport {
             try? copy.close()
             try? fs.remove(scratchPath)
         }
-        let read = try backend.beginRead()
+        try BackendCopy.copyBuckets(from: backend, to: copy)
+        return try copy.backup(to: sink)
+    }
+}
+
+/// Copies between engines.
+public enum BackendCopy {
+    /// Copies every top-level bucket of `source` (and its keys) into `target`, in transactions
+    /// of 10,000 puts; `target` must not have the buckets yet.
+    public static func copyBuckets(from source: any Backend, to target: any Backend) throws(BackendError) {
+        let read = try source.beginRead()
         defer { read.end() }
         for name in try read.buckets(in: []) {
             let path: BucketPath = [name]
             let entries = try read.bucket(path).entries()
             var i = 0
             repeat {
-                let tx = try copy.beginWrite()
+                let tx = try target.beginWrite()
                 do throws(BackendError) {
                     if i == 0 { try tx.createBucket(path) }
                     let bucket = try tx.bucket(path)
@@ -40,6 +50,5 @@ public enum BoltExport {
                 i += 10_000
             } while i < entries.count
         }
-        return try copy.backup(to: sink)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import KeelBackend
 import KeelBolt
 import KeelIO
 import KeelProto
@@ -31,6 +32,9 @@ public enum SnapshotRestore {
         public var initialClusterToken = "etcd-cluster"
         public var initialAdvertisePeerURLs: [String]
         public var skipHashCheck = false
+        /// `bolt` (etcd's file: etcd and keel start on it), `lmdb` (keel `--backend lmdb` only)
+        /// or `crosscheck` (both files, for keel `--backend crosscheck`).
+        public var backend = BackendKind.bolt
 
         public init(snapshotPath: String, dataDir: String, name: String, initialCluster: String, initialAdvertisePeerURLs: [String]) {
             self.snapshotPath = snapshotPath
@@ -115,6 +119,7 @@ public enum SnapshotRestore {
         do throws(Failure) {
             let members = cluster.members.keys.sorted()
             try writeDB(bytes, to: scratch + "/member/snap/db", members: cluster.members, fs: fs, source: o.snapshotPath)
+            if o.backend != .bolt { try convertToLMDB(scratch + "/member/snap", keepBolt: o.backend == .crosscheck, fs: fs) }
             let scratchWAL = o.walDir.isEmpty ? scratch + "/member/wal" : o.walDir + ".restoring-\(getpid())"
             try writeWALAndSnap(walDir: scratchWAL, snapDir: scratch + "/member/snap", memberID: cluster.memberID, clusterID: cluster.clusterID,
                                 members: cluster.members, order: members, fs: fs)
@@ -170,6 +175,29 @@ public enum SnapshotRestore {
             throw .badSnapshot(path: source, reason: "cannot update the restored db: \(error)")
         }
         do { try db.close() } catch { throw .io("cannot close \(path) durably: \(error)") }
+    }
+
+    /// The restored bolt db copied into an LMDB environment (`db.lmdb`, where keel's
+    /// `--backend lmdb` looks); the bolt file is removed unless both are wanted (`crosscheck`).
+    static func convertToLMDB(_ snapDir: String, keepBolt: Bool, fs: any FileSystem) throws(Failure) {
+        do {
+            let bolt = try BoltBackend(path: snapDir + "/db")
+            try fs.makeDirectoryDurably(snapDir + "/db.lmdb")
+            let lmdb = try LMDBBackend(path: snapDir + "/db.lmdb")
+            do {
+                try BackendCopy.copyBuckets(from: bolt, to: lmdb)
+            } catch {
+                lmdb.close()
+                try? bolt.close()
+                throw error
+            }
+            lmdb.close()
+            try bolt.close()
+            if !keepBolt { try fs.remove(snapDir + "/db") }
+            try fs.syncDirectory(snapDir)
+        } catch {
+            throw .io("cannot convert the restored db to LMDB in \(snapDir): \(error)")
+        }
     }
 
     /// The WAL with the members' conf changes and the `.snap` at their index.

@@ -51,6 +51,8 @@ struct SnapshotRestoreCommand: ParsableCommand {
     var initialAdvertisePeerUrls: String = "http://localhost:2380"
     @Flag(help: "Restore a file without a sha256 trailer (member/snap/db copied by hand), or ignore a mismatch.")
     var skipHashCheck = false
+    @Option(help: "The backend to restore into: bolt (etcd's file; etcd and keel start on it), lmdb or crosscheck (keel's --backend).")
+    var backend: String = "bolt"
 
     func run() throws {
         var o = SnapshotRestore.Options(snapshotPath: file, dataDir: dataDir.isEmpty ? name + ".etcd" : dataDir, name: name,
@@ -59,6 +61,8 @@ struct SnapshotRestoreCommand: ParsableCommand {
         o.walDir = walDir
         o.initialClusterToken = initialClusterToken
         o.skipHashCheck = skipHashCheck
+        guard let kind = BackendKind(rawValue: backend) else { throw ValidationError("--backend must be bolt, lmdb or crosscheck") }
+        o.backend = kind
         do {
             let r = try SnapshotRestore.run(o)
             print("restored snapshot \(file) into \(o.dataDir): member \(String(r.memberID, radix: 16)) of cluster \(String(r.clusterID, radix: 16)) (\(r.members) member\(r.members == 1 ? "" : "s")), db \(r.dbBytes) bytes, sha256 \(r.hashChecked ? "checked" : "not checked")")

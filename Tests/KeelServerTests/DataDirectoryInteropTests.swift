@@ -26,6 +26,8 @@ final class DataDirectoryInteropTests: XCTestCase {
         let peerURL = etcd.peerURL
         for i in 1...30 { XCTAssertEqual(try etcd.ctl(["put", "k\(i)", "v\(i)"]).status, 0) }
         _ = try etcd.ctl(["del", "k3"])
+        XCTAssertEqual(try Shell.run(["bash", "-c", "printf 'value(\"k1\") = \"v1\"\n\nput t1 yes\ndel k4\n\nput t1 no\n\n' | etcdctl --endpoints \(etcd.clientURL) txn -i"],
+                                     environment: ["ETCDCTL_API": "3"]).status, 0)
         let lease = String(try etcd.ctl(["lease", "grant", "600"]).stdout.split(separator: " ")[1])
         _ = try etcd.ctl(["put", "lk", "lv", "--lease", lease])
         // A lease that runs out after the switch: keel must expire it and delete its key.
@@ -43,6 +45,10 @@ final class DataDirectoryInteropTests: XCTestCase {
         XCTAssertTrue(alarms.contains("alarm:NOSPACE"), alarms)
         let etcdData = try etcd.ctl(["get", "", "--from-key", "-w", "json"]).stdout
         let etcdOld = try etcd.ctl(["get", "k1", "--rev", "12", "-w", "json"]).stdout
+        // Every readable revision (the compaction kept 10 on).
+        let current = Int(etcdData.range(of: #""revision":\d+"#, options: .regularExpression).map { etcdData[$0].split(separator: ":")[1] } ?? "0") ?? 0
+        XCTAssertGreaterThan(current, 35)
+        let etcdRevisions = try (10...current).map { try etcd.ctl(["get", "", "--from-key", "--keys-only", "--rev", "\($0)", "-w", "json"]).stdout }
         let etcdHash = Self.hash(try etcd.ctl(["endpoint", "hashkv", "-w", "json"]).stdout)
         let etcdMembers = try etcd.ctl(["member", "list"]).stdout
         etcd.stop()
@@ -59,6 +65,10 @@ final class DataDirectoryInteropTests: XCTestCase {
         }
         XCTAssertEqual(Self.normalized(try h.ok(["get", "", "--from-key", "-w", "json"])), Self.normalized(etcdData))
         XCTAssertEqual(Self.normalized(try h.ok(["get", "k1", "--rev", "12", "-w", "json"])), Self.normalized(etcdOld))
+        for (i, rev) in (10...current).enumerated() {
+            XCTAssertEqual(Self.normalized(try h.ok(["get", "", "--from-key", "--keys-only", "--rev", "\(rev)", "-w", "json"])),
+                           Self.normalized(etcdRevisions[i]), "revision \(rev)")
+        }
         XCTAssertNotNil(etcdHash)
         XCTAssertEqual(Self.hash(try h.ok(["endpoint", "hashkv", "-w", "json"])), etcdHash)
         XCTAssertEqual(try h.ok(["member", "list"]).split(separator: ",").first, etcdMembers.split(separator: ",").first, "the member ID")
@@ -181,6 +191,26 @@ final class DataDirectoryInteropTests: XCTestCase {
         _ = try h.ok(["put", "from-keel", "1"])
         XCTAssertEqual(try h.ok(["snapshot", "save", dir + "/keel.db"]).isEmpty, false)
         await h.stop()
+
+        // Into keel's other engines: LMDB alone, and both files for the cross-check.
+        for engine in [BackendKind.lmdb, .crosscheck] {
+            var l = o
+            l.dataDir = dir + "/restored-\(engine.rawValue).etcd"
+            l.backend = engine
+            _ = try SnapshotRestore.run(l)
+            XCTAssertEqual(FileManager.default.fileExists(atPath: l.dataDir + "/member/snap/db"), engine == .crosscheck)
+            let k = ServerHarness(dataDir: l.dataDir)
+            try await k.start { c in
+                c.name = "keeltest"
+                c.initialAdvertisePeerURLs = ["http://127.0.0.1:2390"]
+                c.initialCluster = "keeltest=http://127.0.0.1:2390"
+                c.initialClusterToken = "restore-test"
+                c.backend = engine.rawValue
+            }
+            XCTAssertEqual(try k.ok(["get", "s", "--prefix", "--keys-only"]).split(separator: "\n").count, 9, engine.rawValue)
+            _ = try k.ok(["put", "on-\(engine.rawValue)", "1"])
+            await k.stop()
+        }
 
         // etcd on a second restore of etcd's snapshot, and on etcdctl's restore of keel's.
         o.dataDir = dir + "/restored2.etcd"
