@@ -305,4 +305,40 @@ final class DataDirectoryInteropTests: XCTestCase {
             XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: db)), dbBefore, dirName)
         }
     }
+
+    /// etcd releases WAL segments behind its snapshots (64 MiB segments, `--max-wals 1`, a purge
+    /// every 30 s): keel starts from the newest .snap and the segments left, with the same data.
+    func testKeelStartsAfterEtcdReleasedWALSegments() async throws {
+        try ServerHarness.etcdctlAvailable()
+        let dir = try temporaryDirectory(self) + "/released.etcd"
+        let etcd = try EtcdServer(dataDir: dir, extraArguments: ["--snapshot-count", "5", "--max-wals", "1"])
+        let peerURL = etcd.peerURL
+        let value = dir + ".value"
+        try Data(repeating: UInt8(ascii: "x"), count: 1_400_000).write(to: URL(fileURLWithPath: value))
+        let fill = try Shell.run(["bash", "-c", "for i in $(seq 1 60); do etcdctl --endpoints \(etcd.clientURL) put big$((i % 7)) < \(value) > /dev/null || exit 1; done"],
+                                 environment: ["ETCDCTL_API": "3"])
+        XCTAssertEqual(fill.status, 0, fill.stderr)
+        let walDir = dir + "/member/wal"
+        let first = "0000000000000000-0000000000000000.wal"
+        let deadline = Date().addingTimeInterval(90)
+        while FileManager.default.fileExists(atPath: walDir + "/" + first) && Date() < deadline {
+            try await Task.sleep(nanoseconds: 500_000_000)
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: walDir + "/" + first), "etcd released no WAL segment")
+        _ = try etcd.ctl(["put", "last", "1"])
+        let etcdKeys = try etcd.ctl(["get", "", "--from-key", "--keys-only", "-w", "json"]).stdout
+        let etcdHash = Self.hash(try etcd.ctl(["endpoint", "hashkv", "-w", "json"]).stdout)
+        etcd.stop()
+
+        let h = ServerHarness(dataDir: dir)
+        try await h.start { c in
+            c.name = "keeltest"
+            c.initialAdvertisePeerURLs = [peerURL]
+            c.initialCluster = "keeltest=\(peerURL)"
+        }
+        XCTAssertEqual(Self.normalized(try h.ok(["get", "", "--from-key", "--keys-only", "-w", "json"])), Self.normalized(etcdKeys))
+        XCTAssertEqual(Self.hash(try h.ok(["endpoint", "hashkv", "-w", "json"])), etcdHash)
+        XCTAssertEqual(try h.ok(["put", "from-keel", "1"]), "OK\n")
+        await h.stop()
+    }
 }
