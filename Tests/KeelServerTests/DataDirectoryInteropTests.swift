@@ -48,7 +48,7 @@ final class DataDirectoryInteropTests: XCTestCase {
         // Every readable revision (the compaction kept 10 on).
         let current = Int(etcdData.range(of: #""revision":\d+"#, options: .regularExpression).map { etcdData[$0].split(separator: ":")[1] } ?? "0") ?? 0
         XCTAssertGreaterThan(current, 35)
-        let etcdRevisions = try (10...current).map { try etcd.ctl(["get", "", "--from-key", "--keys-only", "--rev", "\($0)", "-w", "json"]).stdout }
+        let etcdRevisions = try (10...current).map { try etcd.ctl(["get", "", "--from-key", "--rev", "\($0)", "-w", "json"]).stdout }
         let etcdHash = Self.hash(try etcd.ctl(["endpoint", "hashkv", "-w", "json"]).stdout)
         let etcdMembers = try etcd.ctl(["member", "list"]).stdout
         etcd.stop()
@@ -66,7 +66,7 @@ final class DataDirectoryInteropTests: XCTestCase {
         XCTAssertEqual(Self.normalized(try h.ok(["get", "", "--from-key", "-w", "json"])), Self.normalized(etcdData))
         XCTAssertEqual(Self.normalized(try h.ok(["get", "k1", "--rev", "12", "-w", "json"])), Self.normalized(etcdOld))
         for (i, rev) in (10...current).enumerated() {
-            XCTAssertEqual(Self.normalized(try h.ok(["get", "", "--from-key", "--keys-only", "--rev", "\(rev)", "-w", "json"])),
+            XCTAssertEqual(Self.normalized(try h.ok(["get", "", "--from-key", "--rev", "\(rev)", "-w", "json"])),
                            Self.normalized(etcdRevisions[i]), "revision \(rev)")
         }
         XCTAssertNotNil(etcdHash)
