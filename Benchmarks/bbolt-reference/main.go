@@ -84,6 +84,7 @@ func main() {
 	value := make([]byte, *valueSize)
 
 	// write
+	phaseCPU = cpuSeconds()
 	var lat []time.Duration
 	start := time.Now()
 	for written := 0; written < *count; written += batch {
@@ -114,6 +115,7 @@ func main() {
 		r := rand.New(rand.NewSource(int64(*seed)))
 		r.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 	}
+	phaseCPU = cpuSeconds()
 	start = time.Now()
 	found := 0
 	must(db.View(func(tx *bolt.Tx) error {
@@ -128,6 +130,7 @@ func main() {
 	report("read", *count, time.Since(start), nil, p)
 
 	// scan
+	phaseCPU = cpuSeconds()
 	start = time.Now()
 	seen := 0
 	must(db.View(func(tx *bolt.Tx) error {
@@ -143,6 +146,7 @@ func main() {
 	if *smallTxns > 0 {
 		lat = lat[:0]
 		small := make([]byte, *valueSize)
+		phaseCPU = cpuSeconds()
 		start = time.Now()
 		for i := 0; i < *smallTxns; i++ {
 			t0 := time.Now()
@@ -157,6 +161,15 @@ func main() {
 		}
 		report("small-txn", *smallTxns, time.Since(start), lat, p)
 	}
+}
+
+// phaseCPU is the process's CPU time when the current phase began.
+var phaseCPU float64
+
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return float64(ru.Utime.Sec) + float64(ru.Utime.Usec)/1e6 + float64(ru.Stime.Sec) + float64(ru.Stime.Usec)/1e6
 }
 
 func report(phase string, ops int, d time.Duration, lat []time.Duration, p string) {
@@ -175,7 +188,7 @@ func report(phase string, ops int, d time.Duration, lat []time.Duration, p strin
 	st, _ := os.Stat(p)
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	line += fmt.Sprintf(`,"file_bytes":%d,"peak_rss_bytes":%d}`, st.Size(), ru.Maxrss*1024)
+	line += fmt.Sprintf(`,"cpu_seconds":%.6f,"file_bytes":%d,"peak_rss_bytes":%d}`, cpuSeconds()-phaseCPU, st.Size(), ru.Maxrss*1024)
 	fmt.Println(line)
 }
 
