@@ -25,7 +25,7 @@
 
 static const char *path = NULL;
 static long count = 1000, batch_size = 0, key_size = 8, value_size = 32, small_txns = 10000;
-static int write_rnd = 0, read_rnd = 0, no_sync = 0;
+static int write_rnd = 0, read_rnd = 0, no_sync = 0, keep = 0;
 static uint64_t seed = 1;
 
 static uint64_t splitmix_state;
@@ -87,7 +87,8 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i += 2) {
         const char *f = argv[i];
         while (*f == '-') f++;
-        if (!strcmp(f, "no-sync")) { no_sync = 1; i--; continue; } /* a switch, as in keelutl and Go */
+        if (!strcmp(f, "no-sync")) { no_sync = 1; i--; continue; } /* switches, as in keelutl and Go */
+        if (!strcmp(f, "keep")) { keep = 1; i--; continue; }
         if (i + 1 >= argc) { fprintf(stderr, "flag %s needs a value\n", argv[i]); return 2; }
         const char *v = argv[i + 1];
         if (!strcmp(f, "path")) path = v;
@@ -217,7 +218,9 @@ int main(int argc, char **argv) {
         report("small-txn", small_txns, now_ns() - start, lat, nlat);
     }
     mdb_env_close(env);
-    unlink(path);
-    unlink(lock);
+    if (!keep) {
+        unlink(path);
+        unlink(lock);
+    }
     return 0;
 }

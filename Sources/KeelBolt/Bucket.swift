@@ -100,7 +100,7 @@ public final class Bucket {
         valueBase.initializeMemory(as: UInt8.self, repeating: 0, count: 32)
         PageWriter(base: valueBase + PageLayout.bucketHeaderSize).setHeader(id: 0, flags: .leaf, count: 0, overflow: 0)
         let value = ByteView(base: UnsafeRawPointer(valueBase), count: 32)
-        try c.node().put(oldKey: key, newKey: key, value: value, pgid: 0, flags: bucketLeafFlag)
+        try c.node().putLeaf(key: key, value: value, flags: bucketLeafFlag, stable: true)
         // Not finding it again means the page's keys were out of order: a damaged file.
         guard let child = try bucket(view: key) else {
             throw BoltError.corruptPage(id: root, reason: "bucket \(key) cannot be found right after it was created: keys are out of order")
@@ -164,7 +164,7 @@ public final class Bucket {
                 let (index, exact) = node.search(key)
                 if node.isLeaf {
                     guard exact else { return nil }
-                    return (node.inodes[index].value, node.inodes[index].flags)
+                    return (node.value(at: index), node.flags(at: index))
                 }
                 guard !node.inodes.isEmpty else { return nil }
                 pgid = node.inodes[exact || index == 0 ? index : index - 1].pgid
@@ -215,9 +215,9 @@ public final class Bucket {
         let entry = try c.currentRaw()
         let exists = entry.map { $0.key.count == key.count && compareBytes($0.key, key) == 0 } ?? false
         if exists, entry!.flags & bucketLeafFlag != 0 { throw BoltError.incompatibleValue }
-        let storedKey = exists ? entry!.key : tx.arena.copy(key)
-        let storedValue = tx.arena.copy(value)
-        try c.node().put(oldKey: storedKey, newKey: storedKey, value: storedValue, pgid: 0, flags: 0)
+        // The node copies the bytes: into the page being edited in place, or into the arena.
+        let k = exists ? entry!.key : ByteView(base: key.baseAddress, count: key.count)
+        try c.node().putLeaf(key: k, value: ByteView(base: value.baseAddress, count: value.count), flags: 0, stable: false)
     }
 
     /// Removes `key`. No error when it is absent.
@@ -344,7 +344,7 @@ public final class Bucket {
             guard let entry = try c.currentRaw(), entry.key == name, entry.flags & bucketLeafFlag != 0 else {
                 throw BoltError.corruptPage(id: root, reason: "bucket \(name) vanished from its parent during commit")
             }
-            try c.node().put(oldKey: name, newKey: name, value: value, pgid: 0, flags: bucketLeafFlag)
+            try c.node().putLeaf(key: name, value: value, flags: bucketLeafFlag, stable: true)
         }
         guard let rootNode else { return }
         try rootNode.spill()
@@ -361,9 +361,9 @@ public final class Bucket {
         guard let n = rootNode, n.isLeaf else { return false }
         var size = PageLayout.headerSize
         let limit = tx.db.pageSize / 4
-        for item in n.inodes {
-            size += PageLayout.elementBytes(key: item.key.count, value: item.value.count)
-            if item.flags & bucketLeafFlag != 0 { return false }
+        for i in 0..<n.count {
+            size += PageLayout.elementBytes(key: n.key(at: i).count, value: n.value(at: i).count)
+            if n.flags(at: i) & bucketLeafFlag != 0 { return false }
             if size > limit { return false }
         }
         return true

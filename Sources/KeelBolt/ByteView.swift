@@ -71,6 +71,9 @@ public struct ByteView: RandomAccessCollection, Hashable, Comparable, @unchecked
         self.init(base: unsafeBytes.baseAddress, count: unsafeBytes.count)
     }
 
+    /// The bytes as a raw buffer (no lifetime check: internal use on live views).
+    var rawBuffer: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
+
     /// An empty view.
     public static let empty = ByteView(base: nil, count: 0)
 

@@ -10,7 +10,7 @@ public final class Cursor {
         var node: Node?
         var index: Int
 
-        var count: Int { node.map { $0.inodes.count } ?? page!.count }
+        var count: Int { node.map { $0.count } ?? page!.count }
         var isLeaf: Bool { node.map { $0.isLeaf } ?? page!.isLeaf }
     }
 
@@ -217,9 +217,8 @@ public final class Cursor {
         guard top >= 0 else { return nil }
         let index = stack[top].index
         if let node = stack[top].node {
-            guard index < node.inodes.count else { return nil }
-            let item = node.inodes[index]
-            return (item.key, item.value, item.flags)
+            guard index < node.count else { return nil }
+            return (node.key(at: index), node.value(at: index), node.flags(at: index))
         }
         let page = stack[top].page!
         guard index < page.count else { return nil }

@@ -36,13 +36,12 @@ final class Freelist {
     /// Marks a page (and its overflow) freed by `txid`. It becomes allocatable after `release`.
     func free(txid: UInt64, id: UInt64, overflow: UInt32) throws(BoltError) {
         guard id > 1 else { throw BoltError.corruptPage(id: id, reason: "cannot free a meta page") }
-        var ids = pending[txid] ?? []
-        for p in id...(id + UInt64(overflow)) {
-            if cache.contains(p) { throw BoltError.pageAlreadyFreed(id: p) }
-            ids.append(p)
-            cache.insert(p)
-        }
-        pending[txid] = ids
+        let last = id + UInt64(overflow)
+        for p in id...last where cache.contains(p) { throw BoltError.pageAlreadyFreed(id: p) }
+        // Appended in place: copying the list out and back would make a transaction's frees
+        // quadratic in the number of pages it frees.
+        pending[txid, default: []].append(contentsOf: id...last)
+        for p in id...last { cache.insert(p) }
     }
 
     /// Moves pages freed by transactions up to and including `txid` to the free set.

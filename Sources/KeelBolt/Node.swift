@@ -7,7 +7,13 @@ struct INode {
 }
 
 /// The in-memory, writable copy of a page, made the first time a write transaction changes it.
-/// Keys and values point into the map or the transaction's arena, never copied per node.
+///
+/// A one-page leaf is kept as a `LeafImage`: the page copied into the writer's arena and edited
+/// in place, then written as it stands at commit. Branches, leaves that outgrow a page, leaves
+/// of inline buckets and leaves being merged are kept as decoded elements (`inodes`), whose keys
+/// and values point into the map or the transaction's arena; `materialize()` turns an image into
+/// that form. Code that reads a leaf uses `count`, `key(at:)`, `value(at:)` and `flags(at:)`,
+/// which work in both forms.
 ///
 /// Parent and child links are strong; the transaction breaks them when it ends.
 final class Node {
@@ -23,7 +29,10 @@ final class Node {
     var pgid: UInt64 = 0
     var parent: Node?
     @exclusivity(unchecked) var children: [Node] = []
+    /// The elements, unless the node is an image.
     @exclusivity(unchecked) var inodes: [INode] = []
+    /// The page being edited in place (one-page leaves only); nil for the decoded form.
+    @exclusivity(unchecked) var image: LeafImage?
 
     init(bucket: Bucket, isLeaf: Bool, parent: Node?) {
         self.bucket = bucket
@@ -34,6 +43,41 @@ final class Node {
 
     var minKeys: Int { isLeaf ? 1 : 2 }
 
+    // MARK: Elements, in either form
+
+    var count: Int { image?.count ?? inodes.count }
+
+    func key(at i: Int) -> ByteView {
+        if let image { return image.key(i) }
+        return inodes[i].key
+    }
+
+    func value(at i: Int) -> ByteView {
+        if let image { return image.value(i) }
+        return inodes[i].value
+    }
+
+    func flags(at i: Int) -> UInt32 {
+        if let image { return image.flags(i) }
+        return inodes[i].flags
+    }
+
+    /// The first key, or an empty view for an empty node.
+    var firstKey: ByteView { count > 0 ? key(at: 0) : .empty }
+
+    /// Turns an image into decoded elements (pointing into the image, which is never written
+    /// again). Nothing happens to a node that is already decoded.
+    func materialize() {
+        guard let image else { return }
+        var items: [INode] = []
+        items.reserveCapacity(image.count + 1)
+        for i in 0..<image.count {
+            items.append(INode(flags: image.flags(i), pgid: 0, key: image.key(i), value: image.value(i)))
+        }
+        inodes = items
+        self.image = nil
+    }
+
     /// The root of this node's tree.
     func root() -> Node {
         var n = self
@@ -43,6 +87,7 @@ final class Node {
 
     /// Serialised size in bytes.
     func size() -> Int {
+        if let image { return image.size }
         var sz = PageLayout.headerSize
         for item in inodes { sz += PageLayout.elementBytes(key: item.key.count, value: item.value.count) }
         return sz
@@ -50,6 +95,7 @@ final class Node {
 
     /// Whether the serialised size is below `limit`, stopping early.
     func sizeLessThan(_ limit: Int) -> Bool {
+        if let image { return image.size < limit }
         var sz = PageLayout.headerSize
         for item in inodes {
             sz += PageLayout.elementBytes(key: item.key.count, value: item.value.count)
@@ -60,6 +106,7 @@ final class Node {
 
     /// The index of the first inode whose key is >= `key`, and whether it is equal.
     func search(_ key: ByteView) -> (index: Int, exact: Bool) {
+        if let image { return image.search(key) }
         var lo = 0
         var hi = inodes.count
         while lo < hi {
@@ -97,8 +144,45 @@ final class Node {
     /// Inserts or replaces the inode filed under `oldKey`.
     func put(oldKey: ByteView, newKey: ByteView, value: ByteView, pgid: UInt64, flags: UInt32) {
         precondition(newKey.count > 0, "put: zero-length inode key")
+        materialize()
         let (index, exact) = search(oldKey)
         let item = INode(flags: flags, pgid: pgid, key: newKey, value: value)
+        if exact { inodes[index] = item } else { inodes.insert(item, at: index) }
+    }
+
+    /// Sets leaf element `key` to `value` with `flags`, inserting it or replacing it. An image is
+    /// edited in place (compacted into a fresh page when dead space is in the way); a leaf that
+    /// would fill its page becomes decoded elements, split at commit.
+    ///
+    /// `stable` says the views live until the transaction ends (arena or map memory); otherwise
+    /// they are copied into the arena when the decoded form has to keep them.
+    func putLeaf(key: ByteView, value: ByteView, flags: UInt32, stable: Bool) {
+        precondition(key.count > 0, "putLeaf: zero-length key")
+        let (index, exact) = search(key)
+        if var image {
+            // Leave the node's storage while editing, so the image is edited without a copy.
+            self.image = nil
+            let inserting = !exact
+            if image.fitsInGap(keyBytes: key.count, valueBytes: value.count, inserting: inserting)
+                || image.canHold(keyBytes: key.count, valueBytes: value.count, inserting: inserting) {
+                if !image.fitsInGap(keyBytes: key.count, valueBytes: value.count, inserting: inserting) {
+                    image = image.compacted(into: bucket.tx.pageBuffer())
+                }
+                if inserting {
+                    image.insert(at: index, key: key, value: value, flags: flags)
+                } else {
+                    image.replace(at: index, key: key, value: value, flags: flags)
+                }
+                self.image = image
+                return
+            }
+            self.image = image
+            materialize()
+        }
+        let arena = bucket.tx.arena
+        let k = stable ? key : (exact ? inodes[index].key : arena.copy(key.rawBuffer))
+        let v = stable ? value : arena.copy(value.rawBuffer)
+        let item = INode(flags: flags, pgid: 0, key: k, value: v)
         if exact { inodes[index] = item } else { inodes.insert(item, at: index) }
     }
 
@@ -106,14 +190,32 @@ final class Node {
     func del(_ key: ByteView) {
         let (index, exact) = search(key)
         guard exact else { return }
-        inodes.remove(at: index)
+        if var image {
+            self.image = nil
+            image.remove(at: index)
+            self.image = image
+        } else {
+            inodes.remove(at: index)
+        }
         unbalanced = true
     }
 
-    /// Fills the node from a page.
+    /// Fills the node from a page: a one-page leaf of a bucket with its own pages becomes an
+    /// image, anything else decoded elements.
     func read(_ page: PageView, pageID: UInt64) throws(BoltError) {
         pgid = pageID
         isLeaf = page.isLeaf
+        image = nil
+        if isLeaf && pageID != 0 {
+            let tx = bucket.tx
+            let pageSize = tx.db.pageSize
+            if page.capacity == pageSize, let made = try LeafImage.copy(of: page, pageID: pageID, pageSize: pageSize, into: tx.pageBuffer()) {
+                inodes = []
+                image = made
+                key = firstKey
+                return
+            }
+        }
         let n = page.count
         inodes.removeAll(keepingCapacity: true)
         inodes.reserveCapacity(n)
@@ -132,6 +234,12 @@ final class Node {
 
     /// Serialises into a zeroed page buffer of at least `size()` bytes.
     func write(into buffer: UnsafeMutableRawPointer, pageID: UInt64, overflow: UInt32) {
+        if image != nil {
+            PageWriter(base: buffer).writeElements(id: pageID, isLeaf: true, count: count, overflow: overflow) { i in
+                (self.flags(at: i), 0, self.key(at: i), self.value(at: i))
+            }
+            return
+        }
         let inodes = self.inodes
         PageWriter(base: buffer).writeElements(id: pageID, isLeaf: isLeaf, count: inodes.count, overflow: overflow) { i in
             (inodes[i].flags, inodes[i].pgid, inodes[i].key, inodes[i].value)
@@ -145,6 +253,8 @@ final class Node {
     /// the rest; a node of 4 or fewer elements, or smaller than a page, is not split).
     /// Split points are found first and each piece copied once, so a huge node splits in linear time.
     func split(pageSize: Int) -> [Node] {
+        // An image is always smaller than a page.
+        if image != nil { return [self] }
         let fill = min(max(bucket.fillPercent, 0.1), 1.0)
         let threshold = Int(Double(pageSize) * fill)
         // Cut points, applying bbolt's splitTwo rule repeatedly to the remainder.
@@ -203,7 +313,7 @@ final class Node {
     func spill() throws(BoltError) {
         if spilled { return }
         let tx = bucket.tx
-        if !isSortedByFirstKey(children) { children.sort { $0.inodes[0].key < $1.inodes[0].key } }
+        if !isSortedByFirstKey(children) { children.sort { $0.firstKey < $1.firstKey } }
         var i = 0
         while i < children.count {
             try children[i].spill()
@@ -216,6 +326,19 @@ final class Node {
                 try tx.freePage(node.pgid)
                 node.pgid = 0
             }
+            if var image = node.image {
+                // Written as it stands, compacted first if it carries dead space. The commit is
+                // under way, so no view into the old buffer is read again.
+                if image.dead > 0 { image = image.compacted(into: tx.pageBuffer()) }
+                let id = try tx.register(image.base, pages: 1)
+                image.finish(id: id)
+                node.image = image
+                node.pgid = id
+                node.spilled = true
+                try node.fileInParent(id: id)
+                tx.stats.spill += 1
+                continue
+            }
             let size = node.size()
             let (id, buffer, overflow) = try tx.allocate(pages: (size + pageSize - 1) / pageSize)
             node.pgid = id
@@ -224,14 +347,7 @@ final class Node {
             let span = (Int(overflow) + 1) * pageSize
             if size < span { (buffer + size).initializeMemory(as: UInt8.self, repeating: 0, count: span - size) }
             node.spilled = true
-            if let parent = node.parent {
-                guard node.inodes[0].key.count > 0 else {
-                    throw BoltError.corruptPage(id: id, reason: "a node's first key is empty: the page it came from is damaged")
-                }
-                let oldKey = node.key.count > 0 ? node.key : node.inodes[0].key
-                parent.put(oldKey: oldKey, newKey: node.inodes[0].key, value: .empty, pgid: id, flags: 0)
-                node.key = node.inodes[0].key
-            }
+            try node.fileInParent(id: id)
             tx.stats.spill += 1
         }
         // A split of the root created a new parent: spill it too.
@@ -241,10 +357,22 @@ final class Node {
         }
     }
 
+    /// Points the parent's element for this node at its new page `id`.
+    private func fileInParent(id: UInt64) throws(BoltError) {
+        guard let parent else { return }
+        let first = firstKey
+        guard first.count > 0 else {
+            throw BoltError.corruptPage(id: id, reason: "a node's first key is empty: the page it came from is damaged")
+        }
+        let oldKey = key.count > 0 ? key : first
+        parent.put(oldKey: oldKey, newKey: first, value: .empty, pgid: id, flags: 0)
+        key = first
+    }
+
     private func isSortedByFirstKey(_ nodes: [Node]) -> Bool {
         var i = 1
         while i < nodes.count {
-            if !(nodes[i - 1].inodes[0].key < nodes[i].inodes[0].key) { return false }
+            if !(nodes[i - 1].firstKey < nodes[i].firstKey) { return false }
             i += 1
         }
         return true
@@ -259,12 +387,15 @@ final class Node {
         unbalanced = false
         bucket.tx.stats.rebalance += 1
         let threshold = bucket.tx.db.pageSize / 4
-        if size() > threshold && inodes.count > minKeys { return }
+        if size() > threshold && count > minKeys { return }
+        // Merging moves elements between nodes: decoded form from here on.
+        materialize()
 
         guard let parent else {
             // Root branch with a single child: collapse it.
             if !isLeaf && inodes.count == 1 {
                 let child = try bucket.node(inodes[0].pgid, parent: self)
+                child.materialize()
                 isLeaf = child.isLeaf
                 inodes = child.inodes
                 children = child.children
@@ -278,7 +409,7 @@ final class Node {
             return
         }
 
-        if inodes.isEmpty {
+        if count == 0 {
             parent.del(key)
             parent.removeChild(self)
             bucket.nodes[pgid] = nil
@@ -292,6 +423,7 @@ final class Node {
         }
         if parent.childIndex(self) == 0 {
             guard let target = try nextSibling() else { return }
+            target.materialize()
             for item in target.inodes {
                 if let child = bucket.nodes[item.pgid] {
                     child.parent?.removeChild(child)
@@ -306,6 +438,7 @@ final class Node {
             try target.free()
         } else {
             guard let target = try prevSibling() else { return }
+            target.materialize()
             for item in inodes {
                 if let child = bucket.nodes[item.pgid] {
                     child.parent?.removeChild(child)

@@ -160,8 +160,19 @@ public final class Tx {
 
     /// Allocates `count` contiguous pages for dirty data: from the freelist, else at the end.
     func allocate(pages count: Int) throws(BoltError) -> (UInt64, UnsafeMutableRawPointer, UInt32) {
-        let pageSize = db.pageSize
-        let buffer = arena.allocatePage(count * pageSize, alignment: min(pageSize, 4096))
+        let buffer = arena.allocatePage(count * db.pageSize, alignment: min(db.pageSize, 4096))
+        let id = try register(buffer, pages: count)
+        return (id, buffer, UInt32(count - 1))
+    }
+
+    /// A one-page buffer in the writer's arena, uninitialised, valid until the transaction ends.
+    func pageBuffer() -> UnsafeMutableRawPointer {
+        arena.allocatePage(db.pageSize, alignment: min(db.pageSize, 4096))
+    }
+
+    /// Gives `buffer` (arena memory of `count` pages, filled by the caller) a page id, from the
+    /// freelist or else at the end of the file, and files it as dirty so that commit writes it.
+    func register(_ buffer: UnsafeMutableRawPointer, pages count: Int) throws(BoltError) -> UInt64 {
         var id = db.freelist.allocate(txid: meta.txid, count)
         if id != 0 {
             allocatedFromFreelist.append((id, count))
@@ -171,8 +182,8 @@ public final class Tx {
         }
         dirty[id] = (buffer, count)
         stats.pageCount += 1
-        stats.pageAlloc += count * pageSize
-        return (id, buffer, UInt32(count - 1))
+        stats.pageAlloc += count * db.pageSize
+        return id
     }
 
     /// Frees page `id` (and its overflow) into this transaction's pending list.
