@@ -169,7 +169,7 @@ final class BoltBucket: BackendBucket {
 
     func delete(_ key: UnsafeRawBufferPointer) throws(BackendError) {
         if key.count == 0 { return }
-        do throws(BoltError) { try bucket.delete(Array(key)) } catch { throw mapBoltError(error, path: path + [Array(key)]) }
+        do throws(BoltError) { try bucket.delete(key) } catch { throw mapBoltError(error, path: path + [Array(key)]) }
     }
 
     func range(from start: UnsafeRawBufferPointer, to end: UnsafeRawBufferPointer?, limit: Int, reverse: Bool,

@@ -28,6 +28,11 @@ public final class Bucket {
     }
 
     func dropScratchCursor() { scratch = nil }
+    /// The rightmost leaf of this bucket's tree, once a put landed in it (write transactions):
+    /// a put of a key above its last key goes straight to it, without a seek from the root, so
+    /// loads of increasing keys append. Splits and merges happen only at commit, so the leaf
+    /// stays the rightmost one for the rest of the transaction.
+    @exclusivity(unchecked) var rightmostLeaf: Node?
     /// How full split pages are left (0.1...1.0). Not stored in the file; set per transaction.
     /// Use 1.0 for append-only (sequential) loads.
     public var fillPercent: Double = 0.5
@@ -130,6 +135,7 @@ public final class Bucket {
         try child.forEach { k, v throws(BoltError) in if v == nil { names.append(k.bytes) } }
         for n in names { try child.deleteBucket(n) }
         buckets[key] = nil
+        child.rightmostLeaf = nil
         child.nodes = [:]
         child.rootNode = nil
         try child.free()
@@ -210,27 +216,40 @@ public final class Bucket {
         if key.count == 0 { throw BoltError.keyRequired }
         if key.count > PageLayout.maxKeySize { throw BoltError.keyTooLarge(size: key.count) }
         if value.count > PageLayout.maxValueSize { throw BoltError.valueTooLarge(size: value.count) }
+        let newKey = ByteView(base: key.baseAddress, count: key.count)
+        let newValue = ByteView(base: value.baseAddress, count: value.count)
+        // The node copies the bytes: into the page being edited in place, or into the arena.
+        if let leaf = rightmostLeaf, leaf.count > 0, leaf.key(at: leaf.count - 1).compare(newKey) < 0, leaf.key.compare(newKey) <= 0 {
+            leaf.putLeaf(key: newKey, value: newValue, flags: 0, stable: false, at: leaf.count, exact: false)
+            return
+        }
         let c = scratchCursor
-        try c.seekRaw(ByteView(base: key.baseAddress, count: key.count))
+        try c.seekRaw(newKey)
         let entry = try c.currentRaw()
         let exists = entry.map { $0.key.count == key.count && compareBytes($0.key, key) == 0 } ?? false
         if exists, entry!.flags & bucketLeafFlag != 0 { throw BoltError.incompatibleValue }
-        // The node copies the bytes: into the page being edited in place, or into the arena.
-        let k = exists ? entry!.key : ByteView(base: key.baseAddress, count: key.count)
-        try c.node().putLeaf(key: k, value: ByteView(base: value.baseAddress, count: value.count), flags: 0, stable: false)
+        let leaf = try c.node()
+        leaf.putLeaf(key: exists ? entry!.key : newKey, value: newValue, flags: 0, stable: false)
+        if rightmostLeaf == nil, c.isAtRightEdge { rightmostLeaf = leaf }
     }
 
     /// Removes `key`. No error when it is absent.
     /// - Throws: `.incompatibleValue` when `key` names a nested bucket, `.readOnly`.
     public func delete(_ key: some Collection<UInt8>) throws(BoltError) {
-        try tx.checkWritable()
         try withView(Array(key)) { view throws(BoltError) in
-            let c = Cursor(bucket: self)
-            try c.seekRaw(view)
-            guard let entry = try c.currentRaw(), entry.key == view else { return }
-            if entry.flags & bucketLeafFlag != 0 { throw BoltError.incompatibleValue }
-            try c.node().del(view)
+            try delete(UnsafeRawBufferPointer(start: view.base, count: view.count))
         }
+    }
+
+    /// Removes `key` (bytes only needed during the call), allocating nothing.
+    public func delete(_ key: UnsafeRawBufferPointer) throws(BoltError) {
+        try tx.checkWritable()
+        let view = ByteView(base: key.baseAddress, count: key.count)
+        let c = scratchCursor
+        try c.seekRaw(view)
+        guard let entry = try c.currentRaw(), entry.key == view else { return }
+        if entry.flags & bucketLeafFlag != 0 { throw BoltError.incompatibleValue }
+        try c.node().del(view)
     }
 
     /// Sets the sequence number.

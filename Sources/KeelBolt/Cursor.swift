@@ -235,6 +235,17 @@ public final class Cursor {
         #endif
     }
 
+    /// Whether every branch on the cursor's path is at its last child: the leaf reached is the
+    /// rightmost one of the tree.
+    var isAtRightEdge: Bool {
+        var i = 0
+        while i < stack.count - 1 {
+            if stack[i].index != stack[i].count - 1 { return false }
+            i += 1
+        }
+        return true
+    }
+
     /// The writable node under the cursor, materialising the path from the root.
     func node() throws(BoltError) -> Node {
         precondition(!stack.isEmpty, "cursor has no position")

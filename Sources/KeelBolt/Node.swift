@@ -157,8 +157,14 @@ final class Node {
     /// `stable` says the views live until the transaction ends (arena or map memory); otherwise
     /// they are copied into the arena when the decoded form has to keep them.
     func putLeaf(key: ByteView, value: ByteView, flags: UInt32, stable: Bool) {
-        precondition(key.count > 0, "putLeaf: zero-length key")
         let (index, exact) = search(key)
+        putLeaf(key: key, value: value, flags: flags, stable: stable, at: index, exact: exact)
+    }
+
+    /// `putLeaf` where the caller already knows the element's place: `index` from `search(key)`,
+    /// `exact` when the key is there.
+    func putLeaf(key: ByteView, value: ByteView, flags: UInt32, stable: Bool, at index: Int, exact: Bool) {
+        precondition(key.count > 0, "putLeaf: zero-length key")
         if var image {
             // Leave the node's storage while editing, so the image is edited without a copy.
             self.image = nil
