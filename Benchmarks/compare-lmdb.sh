@@ -73,8 +73,18 @@ for phase in ["write", "read", "scan", "small-txn"]:
         line = f"{phase:10} {label:12}" + "".join(f" {v:10.{dec}f}" for v in vals)
         line += "".join(f" {vals[0]/v:11.2f}" if v else f" {'-':>11}" for v in vals[1:])
         print(line)
+# Peak RSS of the process, and above the RSS when the workload began (the runtime and libraries
+# of each driver differ: keelutl carries Swift's runtime and Foundation, the C driver only libc).
+mem = {}
 for name, runs in engines:
     size = max(r["file_bytes"] for rs in runs.values() for r in rs)
-    rss = statistics.median([max(rs[i]["peak_rss_bytes"] for rs in runs.values() if i < len(rs)) for i in range(len(runs["write"]))])
-    print(f"{name}: file {size/1e6:.1f} MB, peak RSS {rss/1e6:.1f} MB (median of runs)")
+    peaks = [max(rs[i]["peak_rss_bytes"] for rs in runs.values() if i < len(rs)) for i in range(len(runs["write"]))]
+    starts = [runs["write"][i].get("start_rss_bytes", 0) for i in range(len(runs["write"]))]
+    rss = statistics.median(peaks)
+    grown = statistics.median(p - s for p, s in zip(peaks, starts))
+    mem[name] = (rss, grown)
+    print(f"{name}: file {size/1e6:.1f} MB, peak RSS {rss/1e6:.1f} MB, above start {grown/1e6:.1f} MB, start {statistics.median(starts)/1e6:.1f} MB (medians)")
+if "lmdb" in mem:
+    k, l = mem["keel"], mem["lmdb"]
+    print(f"memory keel/lmdb: peak RSS {k[0]/l[0]:.3f}, above start {k[1]/l[1]:.3f}")
 PY

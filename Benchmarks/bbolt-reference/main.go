@@ -54,6 +54,7 @@ func main() {
 	db.NoSync = *noSync
 	defer db.Close()
 
+	startRSS = currentRSS()
 	keys := make([][]byte, *count)
 	rng := &splitMix64{state: *seed}
 	for i := range keys {
@@ -188,7 +189,7 @@ func report(phase string, ops int, d time.Duration, lat []time.Duration, p strin
 	st, _ := os.Stat(p)
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	line += fmt.Sprintf(`,"cpu_seconds":%.6f,"file_bytes":%d,"peak_rss_bytes":%d}`, cpuSeconds()-phaseCPU, st.Size(), ru.Maxrss*1024)
+	line += fmt.Sprintf(`,"cpu_seconds":%.6f,"file_bytes":%d,"peak_rss_bytes":%d,"start_rss_bytes":%d}`, cpuSeconds()-phaseCPU, st.Size(), ru.Maxrss*1024, startRSS)
 	fmt.Println(line)
 }
 
@@ -197,4 +198,19 @@ func must(err error) {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
 	}
+}
+
+// startRSS is the resident memory when the workload began (runtime, the opened database).
+var startRSS int64
+
+func currentRSS() int64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	var size, resident int64
+	if _, err := fmt.Sscanf(string(b), "%d %d", &size, &resident); err != nil {
+		return 0
+	}
+	return resident * int64(os.Getpagesize())
 }

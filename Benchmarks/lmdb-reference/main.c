@@ -62,6 +62,17 @@ static int cmp_u64(const void *a, const void *b) {
 }
 
 static double phase_cpu;
+/* Resident memory when the workload began (libraries, the opened environment). */
+static long long start_rss;
+
+static long long current_rss(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    long long size = 0, resident = 0;
+    if (!f) return 0;
+    if (fscanf(f, "%lld %lld", &size, &resident) != 2) resident = 0;
+    fclose(f);
+    return resident * sysconf(_SC_PAGESIZE);
+}
 
 static void report(const char *phase, long ops, uint64_t ns, uint64_t *lat, long nlat) {
     double seconds = ns / 1e9;
@@ -78,8 +89,8 @@ static void report(const char *phase, long ops, uint64_t ns, uint64_t *lat, long
     long long size = stat(path, &st) == 0 ? (long long)st.st_size : 0;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf(",\"cpu_seconds\":%.6f,\"file_bytes\":%lld,\"peak_rss_bytes\":%lld}\n", cpu_seconds() - phase_cpu, size,
-           (long long)ru.ru_maxrss * 1024);
+    printf(",\"cpu_seconds\":%.6f,\"file_bytes\":%lld,\"peak_rss_bytes\":%lld,\"start_rss_bytes\":%lld}\n",
+           cpu_seconds() - phase_cpu, size, (long long)ru.ru_maxrss * 1024, start_rss);
     fflush(stdout);
 }
 
@@ -115,6 +126,7 @@ int main(int argc, char **argv) {
     long batch = batch_size == 0 ? count : batch_size;
     if (count <= 0 || count % batch != 0) { fprintf(stderr, "count must be a multiple of batch-size\n"); return 2; }
 
+    start_rss = current_rss();
     unsigned char *keys = calloc((size_t)count, (size_t)key_size);
     splitmix_state = seed;
     for (long i = 0; i < count; i++) {

@@ -73,6 +73,9 @@ public struct PhaseResult: Sendable {
     public var peakRSSBytes: Int64
     /// User + system CPU seconds the phase used (steadier than wall time on a shared machine).
     public var cpuSeconds: Double = 0
+    /// Resident memory when the workload began (0: not measured), so that memory the engine
+    /// used can be told from the runtime's and libraries' own.
+    public var startRSSBytes: Int64 = 0
 
     public init(backend: String, phase: String, ops: Int, seconds: Double, p50Microseconds: Double?, p99Microseconds: Double?,
                 fileBytes: Int64, peakRSSBytes: Int64) {
@@ -101,6 +104,7 @@ public struct PhaseResult: Sendable {
         json.add("cpu_seconds", cpuSeconds, decimals: 6)
         json.add("file_bytes", fileBytes)
         json.add("peak_rss_bytes", peakRSSBytes)
+        if startRSSBytes > 0 { json.add("start_rss_bytes", startRSSBytes) }
         return json.description
     }
 

@@ -18,6 +18,7 @@ public struct StorageBench {
     /// Runs every phase on `backend`, reporting each as it finishes.
     public func run(_ backend: any Backend, dataPath: String, report: (PhaseResult) -> Void) throws {
         if let problem = config.problem() { throw BenchError.invalid(problem) }
+        startRSS.value = currentRSS()
         let keys = KeySource(config: config)
         report(try write(backend, keys, dataPath))
         report(try read(backend, keys, dataPath))
@@ -34,8 +35,12 @@ public struct StorageBench {
                            p99Microseconds: snapshot.map { Double($0.percentile(0.99)) / 1000 },
                            fileBytes: (try? backend.size()) ?? 0, peakRSSBytes: peakRSS())
         r.cpuSeconds = cpu
+        r.startRSSBytes = startRSS.value
         return r
     }
+
+    /// Resident memory when the workload began (runtime, libraries, the opened database).
+    private let startRSS = Box(Int64(0))
 
     /// CPU time at the start of the current phase.
     private let phaseCPUStart = Box(0.0)
