@@ -13,7 +13,7 @@ public final class Bucket {
     /// The materialised root node, once written to.
     @exclusivity(unchecked) var rootNode: Node?
     /// Nodes materialised in this transaction, by page id.
-    @exclusivity(unchecked) var nodes: [UInt64: Node] = [:]
+    @exclusivity(unchecked) var nodes = PageMap<Node>()
     /// Child buckets opened in this (write) transaction.
     var buckets: [ByteView: Bucket] = [:]
     /// A cursor reused by put, so a put allocates nothing but the key and value copies.
@@ -136,7 +136,7 @@ public final class Bucket {
         for n in names { try child.deleteBucket(n) }
         buckets[key] = nil
         child.rightmostLeaf = nil
-        child.nodes = [:]
+        child.nodes = PageMap()
         child.rootNode = nil
         try child.free()
         try c.node().del(key)
@@ -229,7 +229,10 @@ public final class Bucket {
         let exists = entry.map { $0.key.count == key.count && compareBytes($0.key, key) == 0 } ?? false
         if exists, entry!.flags & bucketLeafFlag != 0 { throw BoltError.incompatibleValue }
         let leaf = try c.node()
-        leaf.putLeaf(key: exists ? entry!.key : newKey, value: newValue, flags: 0, stable: false)
+        // The leaf node holds the elements of the page the seek searched, in the same order (or
+        // is the node it searched), so the seek's index is the element's place.
+        leaf.putLeaf(key: exists ? entry!.key : newKey, value: newValue, flags: 0, stable: false,
+                     at: c.stack[c.stack.count - 1].index, exact: exists)
         if rightmostLeaf == nil, c.isAtRightEdge { rightmostLeaf = leaf }
     }
 
@@ -337,7 +340,7 @@ public final class Bucket {
 
     /// Merges underfull nodes, in this bucket and its children.
     func rebalance() throws(BoltError) {
-        for pgid in nodes.keys.sorted() {
+        for pgid in nodes.sortedKeys() {
             if let n = nodes[pgid] { try n.rebalance() }
         }
         for name in buckets.keys.sorted() { try buckets[name]!.rebalance() }

@@ -471,7 +471,7 @@ public final class DB: @unchecked Sendable {
 
     /// Writes dirty pages in id order, one pwritev per run of neighbouring pages.
     private func writeDirtyPages(_ tx: Tx) throws(BoltError) {
-        let ids = tx.dirty.keys.sorted()
+        let ids = tx.dirty.sortedKeys()
         var i = 0
         var vectors: [UnsafeRawBufferPointer] = []
         while i < ids.count {

@@ -20,6 +20,8 @@ final class Node {
     /// Unowned-unsafe: a node lives only inside its bucket's `nodes` and its transaction, which
     /// both outlive every use of it.
     unowned(unsafe) let bucket: Bucket
+    /// The bucket's transaction (unowned-unsafe for the same reason).
+    unowned(unsafe) let tx: Tx
     var isLeaf: Bool
     var unbalanced = false
     var spilled = false
@@ -36,9 +38,10 @@ final class Node {
 
     init(bucket: Bucket, isLeaf: Bool, parent: Node?) {
         self.bucket = bucket
+        tx = bucket.tx
         self.isLeaf = isLeaf
         self.parent = parent
-        bucket.tx.track(self)
+        tx.track(self)
     }
 
     var minKeys: Int { isLeaf ? 1 : 2 }
@@ -172,7 +175,7 @@ final class Node {
             if image.fitsInGap(keyBytes: key.count, valueBytes: value.count, inserting: inserting)
                 || image.canHold(keyBytes: key.count, valueBytes: value.count, inserting: inserting) {
                 if !image.fitsInGap(keyBytes: key.count, valueBytes: value.count, inserting: inserting) {
-                    image = image.compacted(into: bucket.tx.pageBuffer())
+                    image = image.compacted(into: tx.pageBuffer())
                 }
                 if inserting {
                     image.insert(at: index, key: key, value: value, flags: flags)
@@ -185,7 +188,7 @@ final class Node {
             self.image = image
             materialize()
         }
-        let arena = bucket.tx.arena
+        let arena = tx.arena
         let k = stable ? key : (exact ? inodes[index].key : arena.copy(key.rawBuffer))
         let v = stable ? value : arena.copy(value.rawBuffer)
         let item = INode(flags: flags, pgid: 0, key: k, value: v)
@@ -213,7 +216,6 @@ final class Node {
         isLeaf = page.isLeaf
         image = nil
         if isLeaf && pageID != 0 {
-            let tx = bucket.tx
             let pageSize = tx.db.pageSize
             if page.capacity == pageSize, let made = try LeafImage.copy(of: page, pageID: pageID, pageSize: pageSize, into: tx.pageBuffer()) {
                 inodes = []
@@ -295,7 +297,7 @@ final class Node {
             next.inodes = Array(all[cut..<end])
             parent!.children.append(next)
             nodes.append(next)
-            bucket.tx.stats.split += 1
+            tx.stats.split += 1
         }
         inodes = Array(all[0..<cuts[0]])
         return nodes
@@ -327,40 +329,54 @@ final class Node {
         }
         children = []
         let pageSize = tx.db.pageSize
-        for node in split(pageSize: pageSize) {
-            if node.pgid > 0 {
-                try tx.freePage(node.pgid)
-                node.pgid = 0
-            }
-            if var image = node.image {
-                // Written as it stands, compacted first if it carries dead space. The commit is
-                // under way, so no view into the old buffer is read again.
-                if image.dead > 0 { image = image.compacted(into: tx.pageBuffer()) }
-                let id = try tx.register(image.base, pages: 1)
-                image.finish(id: id)
-                node.image = image
-                node.pgid = id
-                node.spilled = true
-                try node.fileInParent(id: id)
-                tx.stats.spill += 1
-                continue
-            }
-            let size = node.size()
-            let (id, buffer, overflow) = try tx.allocate(pages: (size + pageSize - 1) / pageSize)
-            node.pgid = id
-            node.write(into: buffer, pageID: id, overflow: overflow)
-            // Pages come from the arena unzeroed: zero what follows the data, as bbolt does.
-            let span = (Int(overflow) + 1) * pageSize
-            if size < span { (buffer + size).initializeMemory(as: UInt8.self, repeating: 0, count: span - size) }
-            node.spilled = true
-            try node.fileInParent(id: id)
-            tx.stats.spill += 1
+        // An image never splits, and most nodes need no split: those are written without
+        // building the list of pieces.
+        if image != nil || !needsSplit(pageSize: pageSize) {
+            try spillPiece(pageSize: pageSize)
+        } else {
+            for node in split(pageSize: pageSize) { try node.spillPiece(pageSize: pageSize) }
         }
         // A split of the root created a new parent: spill it too.
         if let parent, parent.pgid == 0 {
             children = []
             try parent.spill()
         }
+    }
+
+    /// Writes this node (already cut to size) to a new page, freeing the one it came from.
+    private func spillPiece(pageSize: Int) throws(BoltError) {
+        if pgid > 0 {
+            try tx.freePage(pgid)
+            pgid = 0
+        }
+        if var image {
+            // Written as it stands, compacted first if it carries dead space. The commit is
+            // under way, so no view into the old buffer is read again.
+            if image.dead > 0 { image = image.compacted(into: tx.pageBuffer()) }
+            let id = try tx.register(image.base, pages: 1)
+            image.finish(id: id)
+            self.image = image
+            pgid = id
+            spilled = true
+            try fileInParent(id: id)
+            tx.stats.spill += 1
+            return
+        }
+        let size = size()
+        let (id, buffer, overflow) = try tx.allocate(pages: (size + pageSize - 1) / pageSize)
+        pgid = id
+        write(into: buffer, pageID: id, overflow: overflow)
+        // Pages come from the arena unzeroed: zero what follows the data, as bbolt does.
+        let span = (Int(overflow) + 1) * pageSize
+        if size < span { (buffer + size).initializeMemory(as: UInt8.self, repeating: 0, count: span - size) }
+        spilled = true
+        try fileInParent(id: id)
+        tx.stats.spill += 1
+    }
+
+    /// Whether `split` would cut this node (bbolt's rule: more than 4 elements and a page or more).
+    private func needsSplit(pageSize: Int) -> Bool {
+        inodes.count > 4 && !sizeLessThan(pageSize, from: 0)
     }
 
     /// Points the parent's element for this node at its new page `id`.
@@ -391,8 +407,8 @@ final class Node {
     func rebalance() throws(BoltError) {
         guard unbalanced else { return }
         unbalanced = false
-        bucket.tx.stats.rebalance += 1
-        let threshold = bucket.tx.db.pageSize / 4
+        tx.stats.rebalance += 1
+        let threshold = tx.db.pageSize / 4
         if size() > threshold && count > minKeys { return }
         // Merging moves elements between nodes: decoded form from here on.
         materialize()
@@ -468,7 +484,7 @@ final class Node {
     /// Returns this node's page to the freelist.
     func free() throws(BoltError) {
         if pgid != 0 {
-            try bucket.tx.freePage(pgid)
+            try tx.freePage(pgid)
             pgid = 0
         }
     }

@@ -40,7 +40,7 @@ public final class Tx {
     /// The writer reuses the database's arena; readers get their own (rarely used).
     let arena: Arena
     var root: Bucket!
-    @exclusivity(unchecked) var dirty: [UInt64: (pointer: UnsafeMutableRawPointer, pages: Int)] = [:]
+    @exclusivity(unchecked) var dirty = PageMap<(pointer: UnsafeMutableRawPointer, pages: Int)>()
     /// Runs taken from the freelist, returned to it on rollback.
     var allocatedFromFreelist: [(start: UInt64, count: Int)] = []
     private var trackedNodes: [Node] = []
@@ -236,7 +236,7 @@ public final class Tx {
             }
             trackedNodes = []
             root = nil
-            dirty = [:]
+            dirty = PageMap()
             arena.reset()
             db.endWriter()
         } else {

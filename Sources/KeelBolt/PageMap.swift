@@ -1,0 +1,118 @@
+/// A map from page ids to values, for a write transaction's hot paths (its node cache and its
+/// dirty pages): open addressing with linear probing and a multiplicative hash, so a lookup is a
+/// multiply and usually one probe, where `Dictionary` runs SipHash for every access.
+///
+/// Page ids are below the high-water mark, so `UInt64.max` marks an empty slot and may not be
+/// used as a key. Removal shifts later entries of the probe run back (no tombstones), so lookups
+/// stay short however many removals happen.
+struct PageMap<Value> {
+    private static var empty: UInt64 { .max }
+    private var keys: [UInt64]
+    private var values: [Value?]
+    private(set) var count = 0
+    private var mask: Int
+
+    init() {
+        keys = []
+        values = []
+        mask = -1
+    }
+
+    var isEmpty: Bool { count == 0 }
+
+    @inline(__always)
+    private func slot(_ key: UInt64) -> Int {
+        // Fibonacci hashing: the high bits of the product spread consecutive ids.
+        Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> 32) & mask
+    }
+
+    /// The index holding `key`, or nil.
+    @inline(__always)
+    private func find(_ key: UInt64) -> Int? {
+        guard count > 0 else { return nil }
+        var i = slot(key)
+        while true {
+            let k = keys[i]
+            if k == key { return i }
+            if k == Self.empty { return nil }
+            i = (i + 1) & mask
+        }
+    }
+
+    subscript(key: UInt64) -> Value? {
+        get {
+            guard let i = find(key) else { return nil }
+            return values[i]
+        }
+        set {
+            precondition(key != Self.empty, "PageMap: UInt64.max is not a page id")
+            if let newValue { insert(key, newValue) } else { remove(key) }
+        }
+    }
+
+    private mutating func insert(_ key: UInt64, _ value: Value) {
+        if (count + 1) * 4 > keys.count * 3 { grow() }
+        var i = slot(key)
+        while true {
+            let k = keys[i]
+            if k == key { values[i] = value; return }
+            if k == Self.empty {
+                keys[i] = key
+                values[i] = value
+                count += 1
+                return
+            }
+            i = (i + 1) & mask
+        }
+    }
+
+    private mutating func remove(_ key: UInt64) {
+        guard var hole = find(key) else { return }
+        keys[hole] = Self.empty
+        values[hole] = nil
+        count -= 1
+        // Move back each later entry of the run whose home slot is not between the hole and it.
+        var i = (hole + 1) & mask
+        while keys[i] != Self.empty {
+            let home = slot(keys[i])
+            let distanceToHome = (i - home) & mask
+            let distanceToHole = (i - hole) & mask
+            if distanceToHome >= distanceToHole {
+                keys[hole] = keys[i]
+                values[hole] = values[i]
+                keys[i] = Self.empty
+                values[i] = nil
+                hole = i
+            }
+            i = (i + 1) & mask
+        }
+    }
+
+    private mutating func grow() {
+        let oldKeys = keys
+        let oldValues = values
+        let capacity = Swift.max(16, keys.count * 2)
+        keys = [UInt64](repeating: Self.empty, count: capacity)
+        values = [Value?](repeating: nil, count: capacity)
+        mask = capacity - 1
+        count = 0
+        for (k, v) in zip(oldKeys, oldValues) where k != Self.empty { insert(k, v!) }
+    }
+
+    /// Empties the map, keeping its storage.
+    mutating func removeAll() {
+        guard count > 0 else { return }
+        for i in keys.indices { keys[i] = Self.empty }
+        for i in values.indices { values[i] = nil }
+        count = 0
+    }
+
+    /// The keys in increasing order.
+    func sortedKeys() -> [UInt64] {
+        var result: [UInt64] = []
+        result.reserveCapacity(count)
+        for k in keys where k != Self.empty { result.append(k) }
+        result.sort()
+        return result
+    }
+}
