@@ -11,15 +11,15 @@ final class Arena {
     static let retainedBytesMax = 64 << 20
 
     /// Small allocations (keys, values, inline buckets).
-    private var chunks: [UnsafeMutableRawPointer] = []
-    private var chunkIndex = -1
-    private var chunkUsed = 0
+    @exclusivity(unchecked) private var chunks: [UnsafeMutableRawPointer] = []
+    @exclusivity(unchecked) private var chunkIndex = -1
+    @exclusivity(unchecked) private var chunkUsed = 0
     /// Page-aligned slabs for dirty pages.
-    private var slabs: [UnsafeMutableRawPointer] = []
-    private var slabIndex = -1
-    private var slabUsed = 0
+    @exclusivity(unchecked) private var slabs: [UnsafeMutableRawPointer] = []
+    @exclusivity(unchecked) private var slabIndex = -1
+    @exclusivity(unchecked) private var slabUsed = 0
     /// Allocations too big for a chunk or slab, freed at reset.
-    private var large: [UnsafeMutableRawPointer] = []
+    @exclusivity(unchecked) private var large: [UnsafeMutableRawPointer] = []
 
     deinit {
         releaseAll()

@@ -14,6 +14,8 @@ public final class Bucket {
     @exclusivity(unchecked) var rootNode: Node?
     /// Nodes materialised in this transaction, by page id.
     @exclusivity(unchecked) var nodes = PageMap<Node>()
+    /// Nodes that lost an element in this transaction: the only ones commit may need to merge.
+    @exclusivity(unchecked) var unbalancedNodes: [Node] = []
     /// Child buckets opened in this (write) transaction.
     var buckets: [ByteView: Bucket] = [:]
     /// A cursor reused by put, so a put allocates nothing but the key and value copies.
@@ -136,6 +138,7 @@ public final class Bucket {
         for n in names { try child.deleteBucket(n) }
         buckets[key] = nil
         child.rightmostLeaf = nil
+        child.unbalancedNodes = []
         child.nodes = PageMap()
         child.rootNode = nil
         try child.free()
@@ -340,8 +343,11 @@ public final class Bucket {
 
     /// Merges underfull nodes, in this bucket and its children.
     func rebalance() throws(BoltError) {
-        for pgid in nodes.sortedKeys() {
-            if let n = nodes[pgid] { try n.rebalance() }
+        if !unbalancedNodes.isEmpty {
+            // In page-id order; a node merged away meanwhile (no longer cached) is skipped.
+            let candidates = unbalancedNodes.sorted { $0.pgid < $1.pgid }
+            unbalancedNodes = []
+            for n in candidates where n.unbalanced && nodes[n.pgid] === n { try n.rebalance() }
         }
         for name in buckets.keys.sorted() { try buckets[name]!.rebalance() }
     }

@@ -11,11 +11,11 @@ public enum FreelistType: String, Sendable, CaseIterable {
 ///
 /// Not thread-safe: only the write transaction touches it.
 final class Freelist {
-    private var store: any FreePageStore
+    @exclusivity(unchecked) private var store: any FreePageStore
     /// txid → pages that transaction freed.
-    private(set) var pending: [UInt64: [UInt64]] = [:]
+    @exclusivity(unchecked) private(set) var pending: [UInt64: [UInt64]] = [:]
     /// Every free or pending id, for double-free detection.
-    private var cache: Set<UInt64> = []
+    @exclusivity(unchecked) private var cache = PageSet()
 
     init(type: FreelistType) {
         store = type == .array ? ArrayFreePages() : HashmapFreePages()
@@ -75,7 +75,8 @@ final class Freelist {
         let pendingSet = Set(pending.values.joined())
         let free = ids.filter { !pendingSet.contains($0) }.sorted()
         store.reset(free)
-        cache = Set(free).union(pendingSet)
+        cache = PageSet(free)
+        for id in pendingSet { cache.insert(id) }
     }
 
     /// All free and pending ids, ascending: what a freelist page stores.

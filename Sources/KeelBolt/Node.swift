@@ -22,14 +22,14 @@ final class Node {
     unowned(unsafe) let bucket: Bucket
     /// The bucket's transaction (unowned-unsafe for the same reason).
     unowned(unsafe) let tx: Tx
-    var isLeaf: Bool
-    var unbalanced = false
-    var spilled = false
+    @exclusivity(unchecked) var isLeaf: Bool
+    @exclusivity(unchecked) var unbalanced = false
+    @exclusivity(unchecked) var spilled = false
     /// The key this node is filed under in its parent (its first key when it was read).
-    var key = ByteView.empty
+    @exclusivity(unchecked) var key = ByteView.empty
     /// The page this node was read from (0 for a new node).
-    var pgid: UInt64 = 0
-    var parent: Node?
+    @exclusivity(unchecked) var pgid: UInt64 = 0
+    @exclusivity(unchecked) var parent: Node?
     @exclusivity(unchecked) var children: [Node] = []
     /// The elements, unless the node is an image.
     @exclusivity(unchecked) var inodes: [INode] = []
@@ -206,7 +206,10 @@ final class Node {
         } else {
             inodes.remove(at: index)
         }
-        unbalanced = true
+        if !unbalanced {
+            unbalanced = true
+            bucket.unbalancedNodes.append(self)
+        }
     }
 
     /// Fills the node from a page: a one-page leaf of a bucket with its own pages becomes an

@@ -116,3 +116,29 @@ struct PageMap<Value> {
         return result
     }
 }
+
+/// A set of page ids with `PageMap`'s cheap hashing (the freelist's double-free check). Unlike
+/// `PageMap` it takes any id, `UInt64.max` included, since ids read from a damaged freelist
+/// reach it.
+struct PageSet {
+    private var map = PageMap<Bool>()
+    private var hasMax = false
+
+    init() {}
+
+    init(_ ids: some Sequence<UInt64>) {
+        for id in ids { insert(id) }
+    }
+
+    var count: Int { map.count + (hasMax ? 1 : 0) }
+
+    func contains(_ id: UInt64) -> Bool { id == .max ? hasMax : map[id] != nil }
+
+    mutating func insert(_ id: UInt64) {
+        if id == .max { hasMax = true } else { map[id] = true }
+    }
+
+    mutating func remove(_ id: UInt64) {
+        if id == .max { hasMax = false } else { map[id] = nil }
+    }
+}

@@ -42,13 +42,13 @@ public final class Tx {
     var root: Bucket!
     @exclusivity(unchecked) var dirty = PageMap<(pointer: UnsafeMutableRawPointer, pages: Int)>()
     /// Runs taken from the freelist, returned to it on rollback.
-    var allocatedFromFreelist: [(start: UInt64, count: Int)] = []
-    private var trackedNodes: [Node] = []
+    @exclusivity(unchecked) var allocatedFromFreelist: [(start: UInt64, count: Int)] = []
+    @exclusivity(unchecked) private var trackedNodes: [Node] = []
     @exclusivity(unchecked) private(set) var closed = false
     var managed = false
     private var commitHandlers: [() -> Void] = []
     /// What this transaction did.
-    public internal(set) var stats = TxStats()
+    @exclusivity(unchecked) public internal(set) var stats = TxStats()
     /// Ends with the transaction; debug builds check views against it.
     let lifetime: ViewLifetime
 
