@@ -26,6 +26,8 @@
 static const char *path = NULL;
 static long count = 1000, batch_size = 0, key_size = 8, value_size = 32, small_txns = 10000;
 static int write_rnd = 0, read_rnd = 0, no_sync = 0, keep = 0;
+/* Map size in GiB (-map-gib; smaller for tools such as valgrind that cannot reserve 64 GiB). */
+static long map_gib = 64;
 static uint64_t seed = 1;
 
 static uint64_t splitmix_state;
@@ -111,6 +113,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(f, "read-mode")) read_rnd = !strcmp(v, "rnd");
         else if (!strcmp(f, "small-txns")) small_txns = atol(v);
         else if (!strcmp(f, "seed")) seed = strtoull(v, NULL, 10);
+        else if (!strcmp(f, "map-gib")) map_gib = atol(v);
         else if (!strcmp(f, "fill-percent")) { /* LMDB has no fill percent: it splits in the middle */ }
         else { fprintf(stderr, "unknown flag %s\n", argv[i]); return 2; }
     }
@@ -147,7 +150,7 @@ int main(int argc, char **argv) {
 
     MDB_env *env;
     check(mdb_env_create(&env), "mdb_env_create");
-    check(mdb_env_set_mapsize(env, (size_t)64 << 30), "mdb_env_set_mapsize");
+    check(mdb_env_set_mapsize(env, (size_t)map_gib << 30), "mdb_env_set_mapsize");
     check(mdb_env_set_maxdbs(env, 8), "mdb_env_set_maxdbs");
     unsigned flags = MDB_NOSUBDIR | MDB_NOTLS | (no_sync ? MDB_NOSYNC : 0);
     check(mdb_env_open(env, path, flags, 0600), "mdb_env_open");

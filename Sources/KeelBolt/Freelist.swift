@@ -12,8 +12,9 @@ public enum FreelistType: String, Sendable, CaseIterable {
 /// Not thread-safe: only the write transaction touches it.
 final class Freelist {
     @exclusivity(unchecked) private var store: any FreePageStore
-    /// txid → pages that transaction freed.
-    @exclusivity(unchecked) private(set) var pending: [UInt64: [UInt64]] = [:]
+    /// Pages freed by each transaction not yet released, in increasing txid order (a writer's
+    /// frees append to the last entry, without hashing).
+    @exclusivity(unchecked) private(set) var pending: [(txid: UInt64, ids: [UInt64])] = []
     /// Every free or pending id, for double-free detection.
     @exclusivity(unchecked) private var cache = PageSet()
 
@@ -22,7 +23,7 @@ final class Freelist {
     }
 
     var freeCount: Int { store.count }
-    var pendingCount: Int { pending.values.reduce(0) { $0 + $1.count } }
+    var pendingCount: Int { pending.reduce(0) { $0 + $1.ids.count } }
     /// Free plus pending.
     var count: Int { freeCount + pendingCount }
 
@@ -40,17 +41,36 @@ final class Freelist {
         for p in id...last where cache.contains(p) { throw BoltError.pageAlreadyFreed(id: p) }
         // Appended in place: copying the list out and back would make a transaction's frees
         // quadratic in the number of pages it frees.
-        pending[txid, default: []].append(contentsOf: id...last)
+        if let i = pendingIndex(txid) {
+            pending[i].ids.append(contentsOf: id...last)
+        } else {
+            let entry = (txid: txid, ids: Array(id...last))
+            if let at = pending.firstIndex(where: { $0.txid > txid }) { pending.insert(entry, at: at) } else { pending.append(entry) }
+        }
         for p in id...last { cache.insert(p) }
+    }
+
+    /// The index of `txid`'s entry in `pending` (searched from the newest).
+    private func pendingIndex(_ txid: UInt64) -> Int? {
+        var i = pending.count - 1
+        while i >= 0 {
+            if pending[i].txid == txid { return i }
+            if pending[i].txid < txid { return nil }
+            i -= 1
+        }
+        return nil
     }
 
     /// Moves pages freed by transactions up to and including `txid` to the free set.
     func release(upTo txid: UInt64) {
         var released: [UInt64] = []
-        for (tid, ids) in pending where tid <= txid {
-            released += ids
-            pending[tid] = nil
+        var n = 0
+        while n < pending.count, pending[n].txid <= txid {
+            released += pending[n].ids
+            n += 1
         }
+        guard n > 0 else { return }
+        pending.removeFirst(n)
         if !released.isEmpty { store.add(released.sorted()) }
     }
 
@@ -63,8 +83,8 @@ final class Freelist {
 
     /// Forgets the pages `txid` freed (rollback).
     func rollback(txid: UInt64) {
-        guard let ids = pending.removeValue(forKey: txid) else { return }
-        for id in ids { cache.remove(id) }
+        guard let i = pendingIndex(txid) else { return }
+        for id in pending.remove(at: i).ids { cache.remove(id) }
     }
 
     /// Whether `id` is free or pending.
@@ -72,7 +92,7 @@ final class Freelist {
 
     /// Replaces the free set with `ids` (as read from disk or rebuilt), keeping pending pages out.
     func reset(freeIDs ids: [UInt64]) {
-        let pendingSet = Set(pending.values.joined())
+        let pendingSet = Set(pending.lazy.flatMap(\.ids))
         let free = ids.filter { !pendingSet.contains($0) }.sorted()
         store.reset(free)
         cache = PageSet(free)
@@ -83,7 +103,7 @@ final class Freelist {
     func allIDs() -> [UInt64] {
         var all = store.sortedIDs()
         if !pending.isEmpty {
-            all += pending.values.joined()
+            for entry in pending { all += entry.ids }
             all.sort()
         }
         return all

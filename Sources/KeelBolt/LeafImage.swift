@@ -42,36 +42,38 @@ struct LeafImage {
 
     // MARK: Making one
 
-    /// Copies leaf `page` (read at `pageID`) into `buffer` in the editing layout. Returns nil
-    /// when the page cannot be edited as an image (it spans more than one page, it is full, or its
-    /// data overlaps its element array); the caller then decodes it into a node, whose checks
-    /// report any damage. Throws when an element points outside the page.
-    static func copy(of page: PageView, pageID: UInt64, pageSize: Int, into buffer: UnsafeMutableRawPointer) throws(BoltError) -> LeafImage? {
+    /// Copies leaf `page` into `buffer` in the editing layout. Returns nil when the page cannot
+    /// be edited as an image (it spans more than one page, it is full, an element points outside
+    /// the page, or data overlaps the element array or other data); the caller then decodes it
+    /// into a node, whose checks report any damage with the element that is wrong.
+    static func copy(of page: PageView, pageSize: Int, into buffer: UnsafeMutableRawPointer) -> LeafImage? {
         guard page.isLeaf, page.overflow == 0, page.capacity == pageSize else { return nil }
         let n = page.count
         let elementsEnd = header + n * slot
         guard elementsEnd <= pageSize else { return nil }
+        let source = page.base
         var low = pageSize
         var high = elementsEnd
         var live = 0
         for i in 0..<n {
-            let key = try page.leafKey(i, pageID: pageID)
-            let value = try page.leafValue(i, pageID: pageID)
-            let start = key.base.map { $0 - page.base } ?? (value.base.map { $0 - page.base } ?? elementsEnd)
-            let end = start + key.count + value.count
+            let e = header + i * slot
+            let start = e + Int(source.loadUnaligned(fromByteOffset: e + 4, as: UInt32.self))
+            let k = Int(source.loadUnaligned(fromByteOffset: e + 8, as: UInt32.self))
+            let v = Int(source.loadUnaligned(fromByteOffset: e + 12, as: UInt32.self))
+            guard start <= pageSize, k <= pageSize - start, v <= pageSize - start - k else { return nil }
             low = min(low, start)
-            high = max(high, end)
-            live += key.count + value.count
+            high = max(high, start + k + v)
+            live += k + v
         }
         if n == 0 { low = elementsEnd; high = elementsEnd }
         // Data overlapping the element array or another element's data (a damaged page) is
         // left to the decoded form, whose checks name the damage.
         guard low >= elementsEnd, live <= high - low, elementsEnd + live < pageSize else { return nil }
         // Header and elements in place; the data block moved to end at the page's end.
-        buffer.copyMemory(from: page.base, byteCount: elementsEnd)
+        buffer.copyMemory(from: source, byteCount: elementsEnd)
         let span = high - low
         let dataStart = pageSize - span
-        if span > 0 { (buffer + dataStart).copyMemory(from: page.base + low, byteCount: span) }
+        if span > 0 { (buffer + dataStart).copyMemory(from: source + low, byteCount: span) }
         let shift = UInt32(truncatingIfNeeded: dataStart - low)
         for i in 0..<n {
             let e = header + i * slot

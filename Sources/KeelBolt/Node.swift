@@ -220,7 +220,7 @@ final class Node {
         image = nil
         if isLeaf && pageID != 0 {
             let pageSize = tx.db.pageSize
-            if page.capacity == pageSize, let made = try LeafImage.copy(of: page, pageID: pageID, pageSize: pageSize, into: tx.pageBuffer()) {
+            if page.capacity == pageSize, let made = LeafImage.copy(of: page, pageSize: pageSize, into: tx.pageBuffer()) {
                 inodes = []
                 image = made
                 key = firstKey

@@ -89,14 +89,26 @@ struct PageMap<Value> {
     }
 
     private mutating func grow() {
-        let oldKeys = keys
-        let oldValues = values
         let capacity = Swift.max(16, keys.count * 2)
-        keys = [UInt64](repeating: Self.empty, count: capacity)
-        values = [Value?](repeating: nil, count: capacity)
-        mask = capacity - 1
-        count = 0
-        for (k, v) in zip(oldKeys, oldValues) where k != Self.empty { insert(k, v!) }
+        var newKeys = [UInt64](repeating: Self.empty, count: capacity)
+        var newValues = [Value?](repeating: nil, count: capacity)
+        let newMask = capacity - 1
+        // Values are moved (swapped with the new table's nils), not copied: no reference counting.
+        newKeys.withUnsafeMutableBufferPointer { nk in
+            newValues.withUnsafeMutableBufferPointer { nv in
+                values.withUnsafeMutableBufferPointer { ov in
+                    for (i, k) in keys.enumerated() where k != Self.empty {
+                        var j = Int(truncatingIfNeeded: (k &* 0x9E37_79B9_7F4A_7C15) >> 32) & newMask
+                        while nk[j] != Self.empty { j = (j + 1) & newMask }
+                        nk[j] = k
+                        swap(&nv[j], &ov[i])
+                    }
+                }
+            }
+        }
+        keys = newKeys
+        values = newValues
+        mask = newMask
     }
 
     /// Empties the map, keeping its storage.
