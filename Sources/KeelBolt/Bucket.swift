@@ -159,16 +159,24 @@ public final class Bucket {
 
     /// The value of `key` (a view only needed during the call), or nil.
     public func get(_ key: ByteView) throws(BoltError) -> ByteView? {
+        // One strong reference for the whole lookup instead of an unowned check per page.
+        let tx = self.tx
         try tx.checkOpen()
-        guard let entry = try lookup(key), entry.flags & bucketLeafFlag == 0 else { return nil }
+        guard let entry = try lookup(key, tx: tx), entry.flags & bucketLeafFlag == 0 else { return nil }
         return entry.value.stamped(tx.lifetime)
     }
 
     /// The entry whose key equals `key`, found without a cursor (no allocation).
     func lookup(_ key: ByteView) throws(BoltError) -> (value: ByteView, flags: UInt32)? {
+        try lookup(key, tx: tx)
+    }
+
+    private func lookup(_ key: ByteView, tx: Tx) throws(BoltError) -> (value: ByteView, flags: UInt32)? {
         var pgid = root
         for _ in 0..<64 {
-            let (page, node) = try pageNode(pgid)
+            let page: PageView?
+            let node: Node?
+            (page, node) = try pageNode(pgid, tx: tx)
             if let node {
                 let (index, exact) = node.search(key)
                 if node.isLeaf {
@@ -287,6 +295,12 @@ public final class Bucket {
 
     /// The page or (when materialised) the node for `pgid`.
     func pageNode(_ pgid: UInt64) throws(BoltError) -> (PageView?, Node?) {
+        try pageNode(pgid, tx: tx)
+    }
+
+    /// `pageNode` with the caller's strong reference to the transaction (hot paths).
+    @inline(__always)
+    func pageNode(_ pgid: UInt64, tx: Tx) throws(BoltError) -> (PageView?, Node?) {
         if root == 0 {
             precondition(pgid == 0, "inline bucket non-zero page access: \(pgid)")
             if let rootNode { return (nil, rootNode) }

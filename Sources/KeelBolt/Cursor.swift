@@ -182,7 +182,7 @@ public final class Cursor {
         if stack.count > 64 {
             throw BoltError.corruptPage(id: pgid, reason: "tree deeper than 64 levels (a page cycle?)")
         }
-        let (page, node) = try bucket.pageNode(pgid)
+        let (page, node) = try bucket.pageNode(pgid, tx: tx)
         // A child page read through a parent page must lie in the parent's key range for it.
         if let page, let parent = stack.last, let parentPage = parent.page {
             try parentPage.checkChild(page, childID: pgid, index: parent.index, pageID: parent.pageID)
