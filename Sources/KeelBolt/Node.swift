@@ -15,7 +15,7 @@ struct INode {
 /// that form. Code that reads a leaf uses `count`, `key(at:)`, `value(at:)` and `flags(at:)`,
 /// which work in both forms.
 ///
-/// Parent and child links are strong; the transaction breaks them when it ends.
+/// A parent holds its children strongly; the link back to the parent is unowned.
 final class Node {
     /// Unowned-unsafe: a node lives only inside its bucket's `nodes` and its transaction, which
     /// both outlive every use of it.
@@ -29,7 +29,10 @@ final class Node {
     @exclusivity(unchecked) var key = ByteView.empty
     /// The page this node was read from (0 for a new node).
     @exclusivity(unchecked) var pgid: UInt64 = 0
-    @exclusivity(unchecked) var parent: Node?
+    /// Unowned-unsafe: every node of a transaction is kept alive by the transaction's list of
+    /// nodes until it ends, so the parent outlives every use of this link; the tree's only
+    /// strong links go from parent to children, so there is no cycle to break at the end.
+    @exclusivity(unchecked) unowned(unsafe) var parent: Node?
     @exclusivity(unchecked) var children: [Node] = []
     /// The elements, unless the node is an image.
     @exclusivity(unchecked) var inodes: [INode] = []

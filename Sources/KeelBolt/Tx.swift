@@ -229,11 +229,7 @@ public final class Tx {
         scratchBuckets = []
         if writable {
             if !committed { db.rollbackWriter(self) }
-            // Break parent/child cycles between nodes.
-            for node in trackedNodes {
-                node.parent = nil
-                node.children = []
-            }
+            // Nodes link to their parents unowned, so dropping the list frees them all.
             trackedNodes = []
             root = nil
             dirty = PageMap()
