@@ -101,11 +101,21 @@ final class Freelist {
 
     /// All free and pending ids, ascending: what a freelist page stores.
     func allIDs() -> [UInt64] {
-        var all = store.sortedIDs()
-        if !pending.isEmpty {
-            for entry in pending { all += entry.ids }
-            all.sort()
+        let free = store.sortedIDs()
+        if pending.isEmpty { return free }
+        // The free ids are sorted already: sort only the pending ones, then merge.
+        var held: [UInt64] = []
+        for entry in pending { held += entry.ids }
+        held.sort()
+        var all: [UInt64] = []
+        all.reserveCapacity(free.count + held.count)
+        var i = 0
+        var j = 0
+        while i < free.count && j < held.count {
+            if free[i] <= held[j] { all.append(free[i]); i += 1 } else { all.append(held[j]); j += 1 }
         }
+        all += free[i...]
+        all += held[j...]
         return all
     }
 

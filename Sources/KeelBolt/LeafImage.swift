@@ -55,15 +55,19 @@ struct LeafImage {
         var low = pageSize
         var high = elementsEnd
         var live = 0
-        for i in 0..<n {
-            let e = header + i * slot
-            let start = e + Int(source.loadUnaligned(fromByteOffset: e + 4, as: UInt32.self))
-            let k = Int(source.loadUnaligned(fromByteOffset: e + 8, as: UInt32.self))
-            let v = Int(source.loadUnaligned(fromByteOffset: e + 12, as: UInt32.self))
-            guard start <= pageSize, k <= pageSize - start, v <= pageSize - start - k else { return nil }
-            low = min(low, start)
-            high = max(high, start + k + v)
-            live += k + v
+        // Each element's data must end inside the page. The sums cannot overflow: every term is
+        // below 2^32 and the page offsets below 2^31, so wrapping arithmetic is exact here.
+        var e = header
+        for _ in 0..<n {
+            let start = e &+ Int(source.loadUnaligned(fromByteOffset: e &+ 4, as: UInt32.self))
+            let bytes = Int(source.loadUnaligned(fromByteOffset: e &+ 8, as: UInt32.self))
+                &+ Int(source.loadUnaligned(fromByteOffset: e &+ 12, as: UInt32.self))
+            let end = start &+ bytes
+            if end > pageSize { return nil }
+            if start < low { low = start }
+            if end > high { high = end }
+            live &+= bytes
+            e &+= slot
         }
         if n == 0 { low = elementsEnd; high = elementsEnd }
         // Data overlapping the element array or another element's data (a damaged page) is

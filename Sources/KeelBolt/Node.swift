@@ -124,11 +124,30 @@ final class Node {
 
     func childAt(_ index: Int) throws(BoltError) -> Node {
         precondition(!isLeaf, "childAt on a leaf node")
+        let before = children.count
         let child = try bucket.node(inodes[index].pgid, parent: self)
         // The child is filed under this separator: spill and rebalance find it by this key even
         // when a damaged file's separator differs from the child's first key.
         child.key = inodes[index].key
+        if children.count > before { placeNewestChild() }
         return child
+    }
+
+    /// Moves the child just appended to its place by separator, so `children` stays in key
+    /// order as pages are materialised in any order and spill rarely has to sort them.
+    private func placeNewestChild() {
+        let last = children.count - 1
+        let key = children[last].key
+        var lo = 0
+        var hi = last
+        while lo < hi {
+            let mid = (lo + hi) >> 1
+            if children[mid].key.compare(key) < 0 { lo = mid + 1 } else { hi = mid }
+        }
+        if lo < last {
+            let child = children.removeLast()
+            children.insert(child, at: lo)
+        }
     }
 
     func childIndex(_ child: Node) -> Int { search(child.key).index }
