@@ -28,6 +28,9 @@ public final class DB: @unchecked Sendable {
     let freelist: Freelist
     /// Memory of write transactions, reused from one to the next (only the writer touches it).
     let writerArena = Arena()
+    /// The writer's dirty-page table, handed from one write transaction to the next so that its
+    /// storage is reused instead of regrown every commit (touched only under the writer lock).
+    var spareDirtyTable = PageMap<(pointer: UnsafeMutableRawPointer, pages: Int)>()
     private let writerLock = DispatchSemaphore(value: 1)
     /// The thread holding the write transaction, if any.
     private let writerThread = Locked<pthread_t?>(nil)

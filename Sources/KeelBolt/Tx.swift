@@ -59,7 +59,10 @@ public final class Tx {
         self.region = region
         arena = writable ? db.writerArena : Arena()
         lifetime = ViewLifetime(txid: meta.txid + (writable ? 1 : 0), writable: writable)
-        if writable { self.meta.txid += 1 }
+        if writable {
+            self.meta.txid += 1
+            swap(&dirty, &db.spareDirtyTable)
+        }
         root = Bucket(tx: self, root: meta.root, sequence: meta.sequence)
     }
 
@@ -232,7 +235,8 @@ public final class Tx {
             // Nodes link to their parents unowned, so dropping the list frees them all.
             trackedNodes = []
             root = nil
-            dirty = PageMap()
+            dirty.removeAll()
+            swap(&dirty, &db.spareDirtyTable)
             arena.reset()
             db.endWriter()
         } else {
