@@ -191,19 +191,28 @@ public final class Bucket {
             let n = p.count
             var lo = 0
             var hi = n
+            // Keys in a page are unique, so the search stops at an equal key instead of
+            // comparing it again afterwards.
             if p.isLeaf {
                 while lo < hi {
                     let mid = (lo + hi) >> 1
-                    if try p.leafKey(mid, pageID: pgid).compare(key) < 0 { lo = mid + 1 } else { hi = mid }
+                    let c = try p.leafKey(mid, pageID: pgid).compare(key)
+                    if c == 0 { return (try p.leafValue(mid, pageID: pgid), p.leafFlags(mid)) }
+                    if c < 0 { lo = mid + 1 } else { hi = mid }
                 }
-                guard lo < n, try p.leafKey(lo, pageID: pgid) == key else { return nil }
-                return (try p.leafValue(lo, pageID: pgid), p.leafFlags(lo))
+                return nil
             }
+            var exact = false
             while lo < hi {
                 let mid = (lo + hi) >> 1
-                if try p.branchKey(mid, pageID: pgid).compare(key) < 0 { lo = mid + 1 } else { hi = mid }
+                let c = try p.branchKey(mid, pageID: pgid).compare(key)
+                if c == 0 {
+                    lo = mid
+                    exact = true
+                    break
+                }
+                if c < 0 { lo = mid + 1 } else { hi = mid }
             }
-            let exact = lo < n ? try p.branchKey(lo, pageID: pgid) == key : false
             pgid = p.branchChild(exact || lo == 0 ? lo : lo - 1)
         }
         throw BoltError.corruptPage(id: pgid, reason: "tree deeper than 64 levels (a page cycle?)")

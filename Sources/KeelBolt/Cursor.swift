@@ -163,16 +163,19 @@ public final class Cursor {
             let page = ref.page!
             var lo = 0
             var hi = page.count
+            var found = false
             while lo < hi {
                 let mid = (lo + hi) >> 1
-                if try page.branchKey(mid, pageID: ref.pageID).compare(key) < 0 { lo = mid + 1 } else { hi = mid }
+                let c = try page.branchKey(mid, pageID: ref.pageID).compare(key)
+                if c == 0 {
+                    lo = mid
+                    found = true
+                    break
+                }
+                if c < 0 { lo = mid + 1 } else { hi = mid }
             }
             index = lo
-            if lo < page.count {
-                exact = try page.branchKey(lo, pageID: ref.pageID) == key
-            } else {
-                exact = false
-            }
+            exact = found
         }
         if !exact && index > 0 { return index - 1 }
         return min(index, max(ref.count - 1, 0))

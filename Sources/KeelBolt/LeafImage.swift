@@ -110,9 +110,11 @@ struct LeafImage {
         var hi = count
         while lo < hi {
             let mid = (lo + hi) >> 1
-            if self.key(mid).compare(key) < 0 { lo = mid + 1 } else { hi = mid }
+            let c = self.key(mid).compare(key)
+            if c == 0 { return (mid, true) }  // keys are unique
+            if c < 0 { lo = mid + 1 } else { hi = mid }
         }
-        return (lo, lo < count && self.key(lo) == key)
+        return (lo, false)
     }
 
     // MARK: Editing

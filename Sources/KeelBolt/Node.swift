@@ -117,9 +117,11 @@ final class Node {
         var hi = inodes.count
         while lo < hi {
             let mid = (lo + hi) >> 1
-            if inodes[mid].key.compare(key) < 0 { lo = mid + 1 } else { hi = mid }
+            let c = inodes[mid].key.compare(key)
+            if c == 0 { return (mid, true) }  // keys are unique
+            if c < 0 { lo = mid + 1 } else { hi = mid }
         }
-        return (lo, lo < inodes.count && inodes[lo].key == key)
+        return (lo, false)
     }
 
     func childAt(_ index: Int) throws(BoltError) -> Node {

@@ -40,11 +40,7 @@ final class AppendPathTests: XCTestCase {
                 }
             }
             assertConsistent(db, "round \(round), seed \(seed)")
-            let stored = try db.view { tx throws(BoltError) in
-                var all: [[UInt8]: [UInt8]] = [:]
-                try tx.bucket(b("b"))!.forEach { k, v throws(BoltError) in all[k.bytes] = v?.bytes }
-                return all
-            }
+            let stored = try flatContents(db, bucket: b("b"))
             XCTAssertEqual(stored, model, "round \(round), seed \(seed)")
             if stored != model { break }
         }

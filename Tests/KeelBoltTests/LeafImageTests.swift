@@ -50,11 +50,7 @@ final class LeafImageTests: XCTestCase {
         model[b("k0001a")] = b("inserted")
         model[b("k0002")] = nil
         assertConsistent(db)
-        let stored = try db.view { tx throws(BoltError) in
-            var all: [[UInt8]: [UInt8]] = [:]
-            try tx.bucket(b("b"))!.forEach { k, v throws(BoltError) in all[k.bytes] = v?.bytes }
-            return all
-        }
+        let stored = try flatContents(db, bucket: b("b"))
         XCTAssertEqual(stored, model)
         try db.close()
     }
@@ -157,11 +153,7 @@ final class LeafImageTests: XCTestCase {
                     }
                 }
                 assertConsistent(db, "page size \(pageSize), round \(round), seed \(seed)")
-                let stored = try db.view { tx throws(BoltError) in
-                    var all: [[UInt8]: [UInt8]] = [:]
-                    try tx.bucket(b("b"))!.forEach { k, v throws(BoltError) in all[k.bytes] = v?.bytes }
-                    return all
-                }
+                let stored = try flatContents(db, bucket: b("b"))
                 XCTAssertEqual(stored, model, "page size \(pageSize), round \(round), seed \(seed)")
                 if stored != model { break }
             }

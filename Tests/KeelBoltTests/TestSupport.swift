@@ -28,6 +28,15 @@ func assertConsistent(_ db: DB, _ context: String = "", file: StaticString = #fi
     }
 }
 
+/// The keys and values of top-level bucket `bucket` (nested buckets left out).
+func flatContents(_ db: DB, bucket: [UInt8]) throws -> [[UInt8]: [UInt8]] {
+    try db.view { tx throws(BoltError) in
+        var all: [[UInt8]: [UInt8]] = [:]
+        try tx.bucket(bucket)?.forEach { k, v throws(BoltError) in if let v { all[k.bytes] = v.bytes } }
+        return all
+    }
+}
+
 /// Every key/value of a bucket tree as a flat model: path components joined by 0x00-free markers.
 typealias Model = [[UInt8]: ModelEntry]
 
