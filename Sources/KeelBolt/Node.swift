@@ -196,8 +196,9 @@ final class Node {
             // Leave the node's storage while editing, so the image is edited without a copy.
             self.image = nil
             let inserting = !exact
-            if image.fitsInGap(keyBytes: key.count, valueBytes: value.count, inserting: inserting)
-                || image.canHold(keyBytes: key.count, valueBytes: value.count, inserting: inserting) {
+            // Only while the page stays below a full page: bbolt splits a leaf of exactly a
+            // page, so such a leaf must go to the decoded form and split like bbolt's.
+            if image.canHold(keyBytes: key.count, valueBytes: value.count, inserting: inserting) {
                 if !image.fitsInGap(keyBytes: key.count, valueBytes: value.count, inserting: inserting) {
                     image = image.compacted(into: tx.pageBuffer())
                 }

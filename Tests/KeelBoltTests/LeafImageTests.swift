@@ -109,6 +109,27 @@ final class LeafImageTests: XCTestCase {
         try db.close()
     }
 
+    /// A put that would make a leaf exactly one page splits it, as bbolt does (its split rule
+    /// keeps only leaves smaller than a page), instead of leaving a full image: page counts stay
+    /// equal to bbolt's.
+    func testALeafOfExactlyOnePageSplitsLikeBbolt() throws {
+        let fs = SimulatedFileSystem(seed: 3)
+        let db = try DB.open(path: "/db", options: simOptions(fs, pageSize: 1024))
+        // 16 + 9 × (16 + 8 + 76) = 916 bytes: one leaf, not inline.
+        try db.update { tx throws(BoltError) in
+            let bucket = try tx.createBucket(b("b"))
+            for i in 0..<9 { try bucket.put(b(String(format: "k%07d", i)), [UInt8](repeating: 1, count: 76)) }
+        }
+        XCTAssertEqual(try db.view { tx throws(BoltError) in try tx.bucket(b("b"))!.stats().leafPageN }, 1)
+        // + (16 + 8 + 84) = 1024 bytes: exactly a page.
+        try db.update { tx throws(BoltError) in
+            try tx.bucket(b("b"))!.put(b("k0000009"), [UInt8](repeating: 2, count: 84))
+        }
+        assertConsistent(db)
+        XCTAssertEqual(try db.view { tx throws(BoltError) in try tx.bucket(b("b"))!.stats().leafPageN }, 2)
+        try db.close()
+    }
+
     func testDeletingEverythingFromImagesRebalances() throws {
         let fs = SimulatedFileSystem(seed: 1)
         let db = try seeded(fs, count: 300)
