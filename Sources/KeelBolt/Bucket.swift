@@ -174,9 +174,7 @@ public final class Bucket {
     private func lookup(_ key: ByteView, tx: Tx) throws(BoltError) -> (value: ByteView, flags: UInt32)? {
         var pgid = root
         for _ in 0..<64 {
-            let page: PageView?
-            let node: Node?
-            (page, node) = try pageNode(pgid, tx: tx)
+            let (page, node) = try pageNode(pgid, tx: tx)
             if let node {
                 let (index, exact) = node.search(key)
                 if node.isLeaf {
@@ -188,32 +186,12 @@ public final class Bucket {
                 continue
             }
             let p = page!
-            let n = p.count
-            var lo = 0
-            var hi = n
-            // Keys in a page are unique, so the search stops at an equal key instead of
-            // comparing it again afterwards.
+            let (index, exact) = try p.search(key, pageID: pgid)
             if p.isLeaf {
-                while lo < hi {
-                    let mid = (lo + hi) >> 1
-                    let c = try p.leafKey(mid, pageID: pgid).compare(key)
-                    if c == 0 { return (try p.leafValue(mid, pageID: pgid), p.leafFlags(mid)) }
-                    if c < 0 { lo = mid + 1 } else { hi = mid }
-                }
-                return nil
+                guard exact else { return nil }
+                return (try p.leafValue(index, pageID: pgid), p.leafFlags(index))
             }
-            var exact = false
-            while lo < hi {
-                let mid = (lo + hi) >> 1
-                let c = try p.branchKey(mid, pageID: pgid).compare(key)
-                if c == 0 {
-                    lo = mid
-                    exact = true
-                    break
-                }
-                if c < 0 { lo = mid + 1 } else { hi = mid }
-            }
-            pgid = p.branchChild(exact || lo == 0 ? lo : lo - 1)
+            pgid = p.branchChild(exact || index == 0 ? index : index - 1)
         }
         throw BoltError.corruptPage(id: pgid, reason: "tree deeper than 64 levels (a page cycle?)")
     }
@@ -246,7 +224,7 @@ public final class Bucket {
         let c = scratchCursor
         try c.seekRaw(newKey)
         let entry = try c.currentRaw()
-        let exists = entry.map { $0.key.count == key.count && compareBytes($0.key, key) == 0 } ?? false
+        let exists = entry.map { $0.key == newKey } ?? false
         if exists, entry!.flags & bucketLeafFlag != 0 { throw BoltError.incompatibleValue }
         let leaf = try c.node()
         // The leaf node holds the elements of the page the seek searched, in the same order (or

@@ -187,11 +187,6 @@ extension String {
     }
 }
 
-/// Compares a view with a byte array, unsigned byte-wise.
-@inlinable
-func compareBytes(_ a: ByteView, _ b: UnsafeRawBufferPointer) -> Int {
-    a.compare(ByteView(base: b.baseAddress, count: b.count))
-}
 
 /// Calls `body` with a view of `bytes`, keeping the typed error.
 @inline(__always)

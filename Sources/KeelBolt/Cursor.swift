@@ -144,39 +144,11 @@ public final class Cursor {
 
     private func leafSearch(_ ref: ElementRef, _ key: ByteView) throws(BoltError) -> Int {
         if let node = ref.node { return node.search(key).index }
-        let page = ref.page!
-        var lo = 0
-        var hi = page.count
-        while lo < hi {
-            let mid = (lo + hi) >> 1
-            if try page.leafKey(mid, pageID: ref.pageID).compare(key) < 0 { lo = mid + 1 } else { hi = mid }
-        }
-        return lo
+        return try ref.page!.search(key, pageID: ref.pageID).index
     }
 
     private func branchSearch(_ ref: ElementRef, _ key: ByteView) throws(BoltError) -> Int {
-        let index: Int
-        let exact: Bool
-        if let node = ref.node {
-            (index, exact) = node.search(key)
-        } else {
-            let page = ref.page!
-            var lo = 0
-            var hi = page.count
-            var found = false
-            while lo < hi {
-                let mid = (lo + hi) >> 1
-                let c = try page.branchKey(mid, pageID: ref.pageID).compare(key)
-                if c == 0 {
-                    lo = mid
-                    found = true
-                    break
-                }
-                if c < 0 { lo = mid + 1 } else { hi = mid }
-            }
-            index = lo
-            exact = found
-        }
+        let (index, exact) = if let node = ref.node { node.search(key) } else { try ref.page!.search(key, pageID: ref.pageID) }
         if !exact && index > 0 { return index - 1 }
         return min(index, max(ref.count - 1, 0))
     }

@@ -245,6 +245,7 @@ final class Node {
         image = nil
         if isLeaf && pageID != 0 {
             let pageSize = tx.db.pageSize
+            // A multi-page leaf never becomes an image: checked here so no buffer is taken for it.
             if page.capacity == pageSize, let made = LeafImage.copy(of: page, pageSize: pageSize, into: tx.pageBuffer()) {
                 inodes = []
                 image = made

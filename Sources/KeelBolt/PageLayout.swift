@@ -280,6 +280,26 @@ extension PageView {
         isLeaf ? try leafKey(i, pageID: pageID) : try branchKey(i, pageID: pageID)
     }
 
+    /// The index of the first element whose key is >= `key`, and whether it is equal. Keys in a
+    /// page are unique, so the search stops at an equal one. Every key read is bounds-checked.
+    @inline(__always)
+    func search(_ key: ByteView, pageID: UInt64) throws(BoltError) -> (index: Int, exact: Bool) {
+        isLeaf ? try search(key, pageID: pageID, keyAt: leafKey) : try search(key, pageID: pageID, keyAt: branchKey)
+    }
+
+    @inline(__always)
+    private func search(_ key: ByteView, pageID: UInt64, keyAt: (Int, UInt64) throws(BoltError) -> ByteView) throws(BoltError) -> (index: Int, exact: Bool) {
+        var lo = 0
+        var hi = count
+        while lo < hi {
+            let mid = (lo + hi) >> 1
+            let c = try keyAt(mid, pageID).compare(key)
+            if c == 0 { return (mid, true) }
+            if c < 0 { lo = mid + 1 } else { hi = mid }
+        }
+        return (lo, false)
+    }
+
     /// Checks that `child`, reached through element `index` of this branch page, starts inside
     /// the key range that element covers: at or after its separator and before the next one.
     /// Ranges of different elements are disjoint, so a walk that checks this never enters the
