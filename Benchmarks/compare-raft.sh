@@ -32,5 +32,5 @@ print("| in flight | keel commits/s | etcd commits/s | keel/etcd | keel allocs/e
 print("|---|---|---|---|---|---|")
 for n in (1, 1000):
     k, e = med("keel-raft", n, "ops_per_sec"), med("etcd-raft", n, "ops_per_sec")
-    print(f"| {n} | {k:,.0f} | {e:,.0f} | {k/e:.2f} | {med('keel-raft-counted', n, 'allocs_per_entry'):.2f} | {med('etcd-raft', n, 'allocs_per_entry'):.2f} |")
+    print(f"| {n} | {k:,.0f} | {e:,.0f} | {k/e:.2f} | {med('keel-raft-counted', n, 'allocs_per_entry'):.3f} | {med('etcd-raft', n, 'allocs_per_entry'):.2f} |")
 PY

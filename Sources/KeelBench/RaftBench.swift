@@ -32,7 +32,7 @@ public struct RaftBench {
             j.add("entry_bytes", entryBytes)
             j.add("seconds", seconds, decimals: 4)
             j.add("ops_per_sec", Double(count) / seconds, decimals: 0)
-            if let a = allocationsPerEntry { j.add("allocs_per_entry", a, decimals: 2) }
+            if let a = allocationsPerEntry { j.add("allocs_per_entry", a, decimals: 3) }
             return j.description
         }
     }

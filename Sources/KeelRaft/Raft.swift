@@ -172,7 +172,7 @@ final class Raft {
         // leader has applied everything up to here.
         pendingConfIndex = log.lastIndex
         // An empty entry of the new term, so entries of earlier terms get committed (§5.4.2).
-        _ = appendEntries([RaftEntry(term: 0, index: 0)])
+        _ = appendEntries(RaftEntries(RaftEntry(term: 0, index: 0)))
         // The empty entry does not count against the uncommitted size.
     }
 
@@ -232,7 +232,7 @@ final class Raft {
         guard let p = tracker.progress[peer], !p.isPaused else { return false }
         var m = RaftMessage(type: .app, to: peer)
         var prevTerm: UInt64 = 0
-        var entries: [RaftEntry] = []
+        var entries = RaftEntries()
         var failed = false
         do {
             prevTerm = try log.term(p.next - 1)
@@ -623,7 +623,7 @@ final class Raft {
     }
 
     /// Appends entries stamped with this term; false when the uncommitted-size limit refuses them.
-    private func appendEntries(_ entries: [RaftEntry]) -> Bool {
+    private func appendEntries(_ entries: RaftEntries) -> Bool {
         var es = entries
         let last = log.lastIndex
         var size: UInt64 = 0
@@ -655,7 +655,7 @@ final class Raft {
     }
 
     /// Releases uncommitted-size credit for entries the application applied.
-    func reduceUncommittedSize(_ entries: [RaftEntry]) {
+    func reduceUncommittedSize(_ entries: RaftEntries) {
         guard uncommittedSize > 0 else { return }
         var s: UInt64 = 0
         for e in entries { s += UInt64(e.data.count) }

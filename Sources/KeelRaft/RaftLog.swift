@@ -74,16 +74,17 @@ final class RaftLog {
 
     /// Appends after truncating anything from the first entry's index on; returns the last index.
     @discardableResult
-    func append(_ entries: [RaftEntry]) throws(RaftError) -> UInt64 {
+    func append(_ entries: RaftEntries) throws(RaftError) -> UInt64 {
         guard let first = entries.first else { return lastIndex }
         if first.index - 1 < committed { throw RaftError.corrupt("append after \(first.index - 1) is below the commit index \(committed)") }
         let after = first.index
         if after == unstableOffset + UInt64(unstable.count) {
-            unstable.append(contentsOf: entries)
+            if entries.count == 1 { unstable.append(first) } else { unstable.append(contentsOf: entries) }
         } else if after <= unstableOffset {
             // Replaces the unstable entries (and overwrites persisted ones from `after` on).
             unstableOffset = after
-            unstable = entries
+            unstable.removeAll(keepingCapacity: true)
+            unstable.append(contentsOf: entries)
         } else {
             unstable.removeSubrange(Int(after - unstableOffset)...)
             unstable.append(contentsOf: entries)
@@ -98,18 +99,18 @@ final class RaftLog {
             unstable.append(e)
             return e.index
         }
-        return try append([e])
+        return try append(RaftEntries(e))
     }
 
     /// The index of the first entry whose term conflicts with ours (or that we lack); 0 if none.
-    func findConflict(_ entries: [RaftEntry]) -> UInt64 {
+    func findConflict(_ entries: RaftEntries) -> UInt64 {
         for e in entries where !matchTerm(e.index, e.term) { return e.index }
         return 0
     }
 
     /// A follower's append: when our entry at `index` has `logTerm`, appends what is new and
     /// commits up to `commit`; returns the last new index, or nil when the terms do not match.
-    func maybeAppend(index: UInt64, logTerm: UInt64, commit: UInt64, entries: [RaftEntry]) throws(RaftError) -> UInt64? {
+    func maybeAppend(index: UInt64, logTerm: UInt64, commit: UInt64, entries: RaftEntries) throws(RaftError) -> UInt64? {
         // Entries come from a peer: they must follow `index` one by one, or the arithmetic
         // below (and the log) would go wrong.
         if index > UInt64.max - UInt64(entries.count) { throw RaftError.corrupt("append after index \(index) overflows") }
@@ -122,7 +123,7 @@ final class RaftLog {
         if conflict != 0 {
             if conflict <= committed { throw RaftError.corrupt("entry \(conflict) conflicts with committed entry (committed \(committed))") }
             let from = Int(conflict - index - 1)
-            try append(from == 0 ? entries : Array(entries[from...]))
+            try append(entries.tail(from: from))
         }
         try self.commit(to: min(commit, lastNew))
         return lastNew
@@ -141,45 +142,40 @@ final class RaftLog {
         return true
     }
 
-    /// Entries in `[low, high)`, up to `maxBytes` (at least one).
-    func slice(_ low: UInt64, _ high: UInt64, maxBytes: UInt64) throws(RaftError) -> [RaftEntry] {
+    /// Entries in `[low, high)`, up to `maxBytes` (at least one). A single entry comes back
+    /// without a heap allocation.
+    func slice(_ low: UInt64, _ high: UInt64, maxBytes: UInt64) throws(RaftError) -> RaftEntries {
         if low > high { throw RaftError.corrupt("invalid slice \(low) > \(high)") }
         if low < firstIndex { throw RaftError.compacted }
         if high > lastIndex + 1 { throw RaftError.corrupt("slice [\(low), \(high)) out of bound [\(firstIndex), \(lastIndex)]") }
-        if low == high { return [] }
-        var out: [RaftEntry] = []
-        if low < unstableOffset {
-            let upper = min(high, unstableOffset)
-            do {
-                out = try storage.entries(low, upper, maxBytes: maxBytes)
-            } catch {
-                if error == .compacted { throw error }
-                throw RaftError.corrupt("entries [\(low), \(upper)) are unavailable from storage: \(error)")
-            }
-            if UInt64(out.count) < upper - low { return out }
+        if low == high { return RaftEntries() }
+        if low >= unstableOffset {
+            return limitedRun(unstable[Int(low - unstableOffset)..<Int(high - unstableOffset)], maxBytes)
         }
-        if high > unstableOffset {
-            let from = Int(max(low, unstableOffset) - unstableOffset), to = Int(high - unstableOffset)
-            if out.isEmpty {
-                out = Array(unstable[from..<to])
-            } else {
-                out.append(contentsOf: unstable[from..<to])
-            }
+        let upper = min(high, unstableOffset)
+        var out: RaftEntries
+        do {
+            out = try storage.entries(low, upper, maxBytes: maxBytes)
+        } catch {
+            if error == .compacted { throw error }
+            throw RaftError.corrupt("entries [\(low), \(upper)) are unavailable from storage: \(error)")
         }
+        if UInt64(out.count) < upper - low || high <= unstableOffset { return limitSize(out, maxBytes) }
+        out.append(contentsOf: unstable[0..<Int(high - unstableOffset)])
         return limitSize(out, maxBytes)
     }
 
     /// Entries from `index` on, for an append message.
-    func entries(from index: UInt64, maxBytes: UInt64) throws(RaftError) -> [RaftEntry] {
-        index > lastIndex ? [] : try slice(index, lastIndex + 1, maxBytes: maxBytes)
+    func entries(from index: UInt64, maxBytes: UInt64) throws(RaftError) -> RaftEntries {
+        index > lastIndex ? RaftEntries() : try slice(index, lastIndex + 1, maxBytes: maxBytes)
     }
 
     var hasNextCommitted: Bool { committed + 1 > max(applied + 1, firstIndex) }
 
     /// Committed entries not yet applied.
-    func nextCommitted() throws(RaftError) -> [RaftEntry] {
+    func nextCommitted() throws(RaftError) -> RaftEntries {
         let low = max(applied + 1, firstIndex)
-        return committed + 1 > low ? try slice(low, committed + 1, maxBytes: maxCommittedBytesPerReady) : []
+        return committed + 1 > low ? try slice(low, committed + 1, maxBytes: maxCommittedBytesPerReady) : RaftEntries()
     }
 
     /// The snapshot to send a follower behind the compacted log.

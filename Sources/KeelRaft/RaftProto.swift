@@ -37,7 +37,7 @@ extension RaftMessage {
         self.init(type: type, to: m.to, from: m.from, term: m.term)
         logTerm = m.logTerm
         index = m.index
-        entries = m.entries.map(RaftEntry.init)
+        entries = RaftEntries(m.entries.map(RaftEntry.init))
         commit = m.commit
         reject = m.reject
         rejectHint = m.rejectHint

@@ -13,7 +13,7 @@ public struct Ready: Sendable {
     /// Messages to send once `entries`, `snapshot` and `hardState` are durable.
     public var messages: [RaftMessage]
     /// Entries committed and not yet applied, in order.
-    public var committedEntries: [RaftEntry]
+    public var committedEntries: RaftEntries
     /// Answers to `readIndex` calls.
     public var readStates: [ReadState] = []
     /// Whether the entries and hard state must reach the disk (fdatasync) before the messages
@@ -85,7 +85,7 @@ public final class RawNode {
             let cc = ConfChange(v1: .addNode, nodeID: p.id, context: p.context)
             entries.append(RaftEntry(term: 1, index: UInt64(i + 1), type: .confChange, data: cc.encoded))
         }
-        try raft.log.append(entries)
+        try raft.log.append(RaftEntries(entries))
         raft.log.committed = UInt64(entries.count)
         for p in peers { _ = try raft.applyConfChange(ConfChange(changes: [ConfChangeSingle(.addNode, p.id)])) }
     }
@@ -102,7 +102,7 @@ public final class RawNode {
         // The leader appends directly (no message, no entries array); others go through step.
         if raft.role == .leader { return try raft.proposeAsLeader(data) }
         var m = RaftMessage(type: .prop, from: raft.id)
-        m.entries = [RaftEntry(term: 0, index: 0, data: data)]
+        m.entries = RaftEntries(RaftEntry(term: 0, index: 0, data: data))
         try raft.step(m)
     }
 
@@ -111,7 +111,7 @@ public final class RawNode {
     /// pending is replaced by an empty entry.
     public func proposeConfChange(_ cc: ConfChange) throws(RaftError) {
         var m = RaftMessage(type: .prop, from: raft.id)
-        m.entries = [RaftEntry(term: 0, index: 0, type: cc.isV1 ? .confChange : .confChangeV2, data: cc.encoded)]
+        m.entries = RaftEntries(RaftEntry(term: 0, index: 0, type: cc.isV1 ? .confChange : .confChangeV2, data: cc.encoded))
         try raft.step(m)
     }
 
@@ -143,7 +143,7 @@ public final class RawNode {
     /// (no answer) without a leader.
     public func readIndex(context: [UInt8]) {
         var m = RaftMessage(type: .readIndex)
-        m.entries = [RaftEntry(term: 0, index: 0, data: context)]
+        m.entries = RaftEntries(RaftEntry(term: 0, index: 0, data: context))
         try? raft.step(m)
     }
 

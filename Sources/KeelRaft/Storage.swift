@@ -5,7 +5,7 @@ public protocol RaftStorage: AnyObject {
     /// Entries in `[low, high)`, as many as fit `maxBytes` (at least one).
     /// - Throws: `.compacted` when `low` is at or below the snapshot, `.unavailable` when the
     ///   range is not stored.
-    func entries(_ low: UInt64, _ high: UInt64, maxBytes: UInt64) throws(RaftError) -> [RaftEntry]
+    func entries(_ low: UInt64, _ high: UInt64, maxBytes: UInt64) throws(RaftError) -> RaftEntries
     /// The term of entry `index` (also for the snapshot's index).
     func term(_ index: UInt64) throws(RaftError) -> UInt64
     /// The index of the first entry available (after the snapshot).
@@ -16,17 +16,32 @@ public protocol RaftStorage: AnyObject {
     func snapshot() throws(RaftError) -> RaftSnapshot
 }
 
-/// Keeps the first entries of `entries` whose etcd-encoded size fits `maxBytes` (at least one).
-func limitSize(_ entries: [RaftEntry], _ maxBytes: UInt64) -> [RaftEntry] {
-    guard entries.count > 1 else { return entries }
-    var size = UInt64(entries[0].encodedSize)
-    var limit = 1
-    while limit < entries.count {
-        size += UInt64(entries[limit].encodedSize)
-        if size > maxBytes { break }
-        limit += 1
+/// How many of the first entries fit `maxBytes` by etcd's encoded size (at least one, when
+/// there is one).
+func fittingCount<C: Collection<RaftEntry>>(_ entries: C, _ maxBytes: UInt64) -> Int {
+    var n = 0
+    var size: UInt64 = 0
+    for e in entries {
+        size += UInt64(e.encodedSize)
+        if n > 0 && size > maxBytes { break }
+        n += 1
     }
-    return limit == entries.count ? entries : Array(entries[..<limit])
+    return n
+}
+
+/// Keeps the first entries of `entries` whose etcd-encoded size fits `maxBytes` (at least one).
+func limitSize(_ entries: RaftEntries, _ maxBytes: UInt64) -> RaftEntries {
+    entries.count > 1 ? entries.head(fittingCount(entries, maxBytes)) : entries
+}
+
+/// The first entries of `run` that fit `maxBytes` (at least one), copied out of the log that
+/// holds them: one entry inline, more in a new array.
+func limitedRun(_ run: ArraySlice<RaftEntry>, _ maxBytes: UInt64) -> RaftEntries {
+    switch run.count {
+    case 0: return RaftEntries()
+    case 1: return RaftEntries(run[run.startIndex])
+    default: return RaftEntries(Array(run.prefix(fittingCount(run, maxBytes))))
+    }
 }
 
 /// An in-memory `RaftStorage`: the caller appends what `Ready` asked it to persist.
@@ -59,11 +74,11 @@ public final class MemoryStorage: RaftStorage {
         return log[Int(index - offset)].term
     }
 
-    public func entries(_ low: UInt64, _ high: UInt64, maxBytes: UInt64) throws(RaftError) -> [RaftEntry] {
+    public func entries(_ low: UInt64, _ high: UInt64, maxBytes: UInt64) throws(RaftError) -> RaftEntries {
         if low <= offset { throw RaftError.compacted }
         if high > lastIndex() + 1 || low > high { throw RaftError.unavailable }
         if log.count == 1 { throw RaftError.unavailable }
-        return limitSize(Array(log[Int(low - offset)..<Int(high - offset)]), maxBytes)
+        return limitedRun(log[Int(low - offset)..<Int(high - offset)], maxBytes)
     }
 
     public func snapshot() throws(RaftError) -> RaftSnapshot { currentSnapshot }
@@ -89,7 +104,12 @@ public final class MemoryStorage: RaftStorage {
     }
 
     /// Appends entries, truncating any conflicting suffix (etcd's `Append`).
-    public func append(_ entries: [RaftEntry]) throws(RaftError) {
+    public func append(_ entries: [RaftEntry]) throws(RaftError) { try appendRun(entries) }
+
+    /// Appends entries, truncating any conflicting suffix (etcd's `Append`).
+    public func append(_ entries: RaftEntries) throws(RaftError) { try appendRun(entries) }
+
+    private func appendRun<C: Collection<RaftEntry>>(_ entries: C) throws(RaftError) {
         guard let first = entries.first else { return }
         if first.index + UInt64(entries.count) - 1 < firstIndex() { return }
         var es = entries[...]

@@ -202,7 +202,7 @@ public struct RaftMessage: Sendable, Equatable {
     public var term: UInt64 = 0
     public var logTerm: UInt64 = 0
     public var index: UInt64 = 0
-    public var entries: [RaftEntry] = []
+    public var entries = RaftEntries()
     public var commit: UInt64 = 0
     public var reject = false
     public var rejectHint: UInt64 = 0

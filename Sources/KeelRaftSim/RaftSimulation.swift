@@ -193,7 +193,7 @@ public final class RaftSimulation {
     public func checkLogMatching() {
         let logs = ids.map { id -> (first: UInt64, entries: [RaftEntry]) in
             let s = nodes[id]!.storage
-            return (s.firstIndex(), (try? s.entries(s.firstIndex(), s.lastIndex() + 1, maxBytes: .max)) ?? [])
+            return (s.firstIndex(), (try? s.entries(s.firstIndex(), s.lastIndex() + 1, maxBytes: .max))?.array ?? [])
         }
         for a in 0..<logs.count {
             for b in (a + 1)..<logs.count {

@@ -30,7 +30,7 @@ struct RaftBenchCommand: ParsableCommand {
                 print(r.json)
             } else {
                 print("raft 3 nodes, \(n) in flight, \(entryBytes)-byte entries: \(Int(Double(count) / r.seconds)) commits/s" +
-                      (r.allocationsPerEntry.map { String(format: ", %.2f allocations per entry", $0) } ?? ""))
+                      (r.allocationsPerEntry.map { String(format: ", %.3f allocations per entry", $0) } ?? ""))
             }
             fflush(nil)
         }

@@ -15,7 +15,7 @@ final class InteractionEnv {
         let memory = MemoryStorage()
         var snapshotOverride: (() -> RaftSnapshot)?
         func initialState() -> (hardState: RaftHardState, confState: ConfState) { memory.initialState() }
-        func entries(_ low: UInt64, _ high: UInt64, maxBytes: UInt64) throws(RaftError) -> [RaftEntry] { try memory.entries(low, high, maxBytes: maxBytes) }
+        func entries(_ low: UInt64, _ high: UInt64, maxBytes: UInt64) throws(RaftError) -> RaftEntries { try memory.entries(low, high, maxBytes: maxBytes) }
         func term(_ index: UInt64) throws(RaftError) -> UInt64 { try memory.term(index) }
         func firstIndex() -> UInt64 { memory.firstIndex() }
         func lastIndex() -> UInt64 { memory.lastIndex() }
@@ -354,7 +354,7 @@ enum Describe {
         return "\(e.term)/\(e.index) \(entryTypeName(e.type))\(formatted)"
     }
 
-    static func entries(_ es: [RaftEntry]) -> String { es.map { entry($0) + "\n" }.joined() }
+    static func entries<C: Collection<RaftEntry>>(_ es: C) -> String { es.map { entry($0) + "\n" }.joined() }
 
     static func ids(_ a: [UInt64]) -> String { "[" + a.map(String.init).joined(separator: " ") + "]" }
 
