@@ -13,7 +13,7 @@ public final class Bucket {
     /// The materialised root node, once written to.
     @exclusivity(unchecked) var rootNode: Node?
     /// Nodes materialised in this transaction, by page id.
-    @exclusivity(unchecked) var nodes = PageMap<Node>()
+    @exclusivity(unchecked) var nodes = NodeTable()
     /// Nodes that lost an element in this transaction: the only ones commit may need to merge.
     @exclusivity(unchecked) var unbalancedNodes: [Node] = []
     /// Child buckets opened in this (write) transaction.
@@ -139,7 +139,7 @@ public final class Bucket {
         buckets[key] = nil
         child.rightmostLeaf = nil
         child.unbalancedNodes = []
-        child.nodes = PageMap()
+        child.nodes = NodeTable()
         child.rootNode = nil
         try child.free()
         try c.node().del(key)
@@ -300,7 +300,7 @@ public final class Bucket {
     /// Materialises the node for `pgid` (cached per transaction).
     func node(_ pgid: UInt64, parent: Node?) throws(BoltError) -> Node {
         if let existing = nodes[pgid] { return existing }
-        let n = Node(bucket: self, isLeaf: false, parent: parent)
+        let n = Node.make(bucket: self, isLeaf: false, parent: parent)
         if let parent { parent.children.append(n) } else { rootNode = n }
         if root == 0, let inlinePage {
             try n.read(inlinePage, pageID: 0)

@@ -31,6 +31,10 @@ public final class DB: @unchecked Sendable {
     /// The writer's dirty-page table, handed from one write transaction to the next so that its
     /// storage is reused instead of regrown every commit (touched only under the writer lock).
     var spareDirtyTable = PageMap<(pointer: UnsafeMutableRawPointer, pages: Int)>()
+    /// Nodes of ended write transactions, for the next writer to reuse (see `Node.make`;
+    /// touched only under the writer lock). At most `maxSpareNodes`.
+    var spareNodes: [Node] = []
+    static let maxSpareNodes = 4096
     private let writerLock = DispatchSemaphore(value: 1)
     /// The thread holding the write transaction, if any.
     private let writerThread = Locked<pthread_t?>(nil)

@@ -16,12 +16,16 @@ struct INode {
 /// which work in both forms.
 ///
 /// A parent holds its children strongly; the link back to the parent is unowned.
+///
+/// Nodes are recycled: when a write transaction ends, each node nothing else holds goes back to
+/// the database's pool (`DB.spareNodes`) and the next writer takes nodes from there (`make`)
+/// instead of allocating, so a steady write load makes and frees no node objects.
 final class Node {
     /// Unowned-unsafe: a node lives only inside its bucket's `nodes` and its transaction, which
     /// both outlive every use of it.
-    unowned(unsafe) let bucket: Bucket
+    unowned(unsafe) private(set) var bucket: Bucket
     /// The bucket's transaction (unowned-unsafe for the same reason).
-    unowned(unsafe) let tx: Tx
+    unowned(unsafe) private(set) var tx: Tx
     @exclusivity(unchecked) var isLeaf: Bool
     @exclusivity(unchecked) var unbalanced = false
     @exclusivity(unchecked) var spilled = false
@@ -39,12 +43,53 @@ final class Node {
     /// The page being edited in place (one-page leaves only); nil for the decoded form.
     @exclusivity(unchecked) var image: LeafImage?
 
-    init(bucket: Bucket, isLeaf: Bool, parent: Node?) {
+    private init(bucket: Bucket, isLeaf: Bool, parent: Node?) {
         self.bucket = bucket
         tx = bucket.tx
         self.isLeaf = isLeaf
         self.parent = parent
-        tx.track(self)
+    }
+
+    /// A new, empty node of `bucket`'s (write) transaction, taken from the database's pool when
+    /// it has one. The transaction keeps it until it ends.
+    static func make(bucket: Bucket, isLeaf: Bool, parent: Node?) -> Node {
+        let tx = bucket.tx
+        let node: Node
+        if let spare = tx.spareNodes.popLast() {
+            node = spare
+            node.bucket = bucket
+            node.tx = tx
+            node.isLeaf = isLeaf
+            node.parent = parent
+        } else {
+            node = Node(bucket: bucket, isLeaf: isLeaf, parent: parent)
+        }
+        tx.track(node)
+        return node
+    }
+
+    /// The most elements whose storage a pooled node keeps (more is dropped, so one huge leaf
+    /// does not pin its memory in the pool).
+    static let pooledCapacity = 512
+
+    /// Drops the links to other nodes (so that the nodes of an ended transaction no longer hold
+    /// each other).
+    func unlink() {
+        parent = nil
+        if !children.isEmpty { children.removeAll(keepingCapacity: true) }
+    }
+
+    /// Empties the node for the pool: no elements, no image, no links (storage kept, up to
+    /// `pooledCapacity` elements).
+    func clearForReuse() {
+        unlink()
+        if inodes.capacity > Self.pooledCapacity { inodes = [] } else if !inodes.isEmpty { inodes.removeAll(keepingCapacity: true) }
+        if children.capacity > Self.pooledCapacity { children = [] }
+        image = nil
+        key = .empty
+        pgid = 0
+        unbalanced = false
+        spilled = false
     }
 
     var minKeys: Int { isLeaf ? 1 : 2 }
@@ -314,7 +359,7 @@ final class Node {
         }
         guard !cuts.isEmpty else { return [self] }
         if parent == nil {
-            let newParent = Node(bucket: bucket, isLeaf: false, parent: nil)
+            let newParent = Node.make(bucket: bucket, isLeaf: false, parent: nil)
             newParent.children = [self]
             parent = newParent
         }
@@ -322,7 +367,7 @@ final class Node {
         let all = inodes
         for (n, cut) in cuts.enumerated() {
             let end = n + 1 < cuts.count ? cuts[n + 1] : all.count
-            let next = Node(bucket: bucket, isLeaf: isLeaf, parent: parent)
+            let next = Node.make(bucket: bucket, isLeaf: isLeaf, parent: parent)
             next.inodes = Array(all[cut..<end])
             parent!.children.append(next)
             nodes.append(next)

@@ -154,3 +154,24 @@ struct PageSet {
         if id == .max { hasMax = false } else { map[id] = nil }
     }
 }
+
+/// A bucket's materialised nodes by page id, for one write transaction.
+///
+/// The table holds its nodes unowned: the transaction's list of nodes keeps every node it made
+/// alive until it ends, and a bucket's nodes are reached only while its transaction is open
+/// (every public entry point checks that first). Holding plain references makes the table a
+/// trivial value: a lookup costs no retain or release, and freeing it costs no work per slot.
+struct NodeTable {
+    private struct Ref {
+        unowned(unsafe) let node: Node
+    }
+
+    private var map = PageMap<Ref>()
+
+    var isEmpty: Bool { map.isEmpty }
+
+    subscript(pgid: UInt64) -> Node? {
+        @inline(__always) get { map[pgid]?.node }
+        set { map[pgid] = newValue.map { Ref(node: $0) } }
+    }
+}

@@ -44,6 +44,8 @@ public final class Tx {
     /// Runs taken from the freelist, returned to it on rollback.
     @exclusivity(unchecked) var allocatedFromFreelist: [(start: UInt64, count: Int)] = []
     @exclusivity(unchecked) private var trackedNodes: [Node] = []
+    /// The database's pool of spare nodes, held by the writer while it runs (see `Node.make`).
+    @exclusivity(unchecked) var spareNodes: [Node] = []
     @exclusivity(unchecked) private(set) var closed = false
     var managed = false
     private var commitHandlers: [() -> Void] = []
@@ -62,6 +64,7 @@ public final class Tx {
         if writable {
             self.meta.txid += 1
             swap(&dirty, &db.spareDirtyTable)
+            swap(&spareNodes, &db.spareNodes)
         }
         root = Bucket(tx: self, root: meta.root, sequence: meta.sequence)
     }
@@ -232,9 +235,17 @@ public final class Tx {
         scratchBuckets = []
         if writable {
             if !committed { db.rollbackWriter(self) }
-            // Nodes link to their parents unowned, so dropping the list frees them all.
-            trackedNodes = []
+            // The nodes stop holding each other, the buckets let go of theirs, and each node now
+            // held only by this list goes to the pool for the next writer. A node still held
+            // elsewhere (a cursor or bucket the caller kept) is left to be freed with its holder.
+            for node in trackedNodes { node.unlink() }
             root = nil
+            for i in trackedNodes.indices where spareNodes.count < DB.maxSpareNodes && isKnownUniquelyReferenced(&trackedNodes[i]) {
+                trackedNodes[i].clearForReuse()
+                spareNodes.append(trackedNodes[i])
+            }
+            trackedNodes = []
+            swap(&spareNodes, &db.spareNodes)
             dirty.removeAll()
             swap(&dirty, &db.spareDirtyTable)
             arena.reset()
