@@ -221,17 +221,37 @@ public final class Bucket {
             leaf.putLeaf(key: newKey, value: newValue, flags: 0, stable: false, at: leaf.count, exact: false)
             return
         }
-        let c = scratchCursor
-        try c.seekRaw(newKey)
-        let entry = try c.currentRaw()
-        let exists = entry.map { $0.key == newKey } ?? false
-        if exists, entry!.flags & bucketLeafFlag != 0 { throw BoltError.incompatibleValue }
-        let leaf = try c.node()
-        // The leaf node holds the elements of the page the seek searched, in the same order (or
-        // is the node it searched), so the seek's index is the element's place.
-        leaf.putLeaf(key: exists ? entry!.key : newKey, value: newValue, flags: 0, stable: false,
-                     at: c.stack[c.stack.count - 1].index, exact: exists)
-        if rightmostLeaf == nil, c.isAtRightEdge { rightmostLeaf = leaf }
+        let (leaf, index, exact, rightEdge) = try writableLeaf(newKey)
+        if exact, leaf.flags(at: index) & bucketLeafFlag != 0 { throw BoltError.incompatibleValue }
+        leaf.putLeaf(key: newKey, value: newValue, flags: 0, stable: false, at: index, exact: exact)
+        if rightmostLeaf == nil, rightEdge { rightmostLeaf = leaf }
+    }
+
+    /// The leaf `key` belongs in, with the path to it from the root materialised (the nodes a
+    /// put edits), and the key's place in it: the index of the first key at or after `key`, and
+    /// whether that key is `key`. `rightEdge` when every branch on the way was at its last
+    /// child (the leaf is the tree's rightmost).
+    ///
+    /// One descent through the nodes (where a cursor seek through the pages followed by a second
+    /// walk to materialise them would take two), choosing children as a cursor does. A child read
+    /// from the file is checked to start inside its parent's range for it (`Node.childAt`), and
+    /// the depth is bounded, so a damaged file gives an error naming the page, not a loop.
+    func writableLeaf(_ key: ByteView) throws(BoltError) -> (leaf: Node, index: Int, exact: Bool, rightEdge: Bool) {
+        var n = try node(root, parent: nil)
+        var rightEdge = true
+        var depth = 0
+        while !n.isLeaf {
+            depth += 1
+            if depth > 64 { throw BoltError.corruptPage(id: n.pgid, reason: "tree deeper than 64 levels (a page cycle?)") }
+            let count = n.count
+            if count == 0 { throw BoltError.corruptPage(id: n.pgid, reason: "branch page with no elements") }
+            let (i, exact) = n.search(key)
+            let index = exact ? i : max(i - 1, 0)
+            if index != count - 1 { rightEdge = false }
+            n = try n.childAt(index)
+        }
+        let (index, exact) = n.search(key)
+        return (n, index, exact, rightEdge)
     }
 
     /// Removes `key`. No error when it is absent.

@@ -114,6 +114,32 @@ public struct ByteView: RandomAccessCollection, Hashable, Comparable, @unchecked
         return try body(UnsafeRawBufferPointer(start: base, count: count))
     }
 
+    /// The first 8 bytes as a big-endian integer, zero-padded when shorter. When two views'
+    /// prefixes differ they order as the views do (a shorter key pads with zeros, and a key is
+    /// below every longer key it begins), so searches compare prefixes first and whole keys only
+    /// on a tie.
+    @inlinable
+    var orderPrefix: UInt64 {
+        checkAlive()
+        guard let base else { return 0 }
+        if count >= 8 { return base.loadUnaligned(as: UInt64.self).bigEndian }
+        var v: UInt64 = 0
+        var i = 0
+        while i < count {
+            v |= UInt64(base.load(fromByteOffset: i, as: UInt8.self)) << UInt64(56 - 8 * i)
+            i += 1
+        }
+        return v
+    }
+
+    /// `compare(other)` given `other.orderPrefix`: decides on the prefixes when they differ.
+    @inlinable @inline(__always)
+    func compare(_ other: ByteView, otherPrefix: UInt64) -> Int {
+        let p = orderPrefix
+        if p != otherPrefix { return p < otherPrefix ? -1 : 1 }
+        return compare(other)
+    }
+
     /// Unsigned byte-wise comparison, as `bytes.Compare` in Go: -1, 0 or 1.
     /// Short keys are compared 8 bytes at a time inline; long ones with memcmp.
     @inlinable

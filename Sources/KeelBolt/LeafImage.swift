@@ -106,11 +106,12 @@ struct LeafImage {
 
     /// The index of the first element whose key is >= `key`, and whether it is equal.
     func search(_ key: ByteView) -> (index: Int, exact: Bool) {
+        let prefix = key.orderPrefix
         var lo = 0
         var hi = count
         while lo < hi {
             let mid = (lo + hi) >> 1
-            let c = self.key(mid).compare(key)
+            let c = self.key(mid).compare(key, otherPrefix: prefix)
             if c == 0 { return (mid, true) }  // keys are unique
             if c < 0 { lo = mid + 1 } else { hi = mid }
         }

@@ -2,8 +2,18 @@
 struct INode {
     var flags: UInt32
     var pgid: UInt64
-    var key: ByteView
+    let key: ByteView
     var value: ByteView
+    /// `key.orderPrefix`, kept so a search compares one integer per element before any bytes.
+    let prefix: UInt64
+
+    init(flags: UInt32, pgid: UInt64, key: ByteView, value: ByteView) {
+        self.flags = flags
+        self.pgid = pgid
+        self.key = key
+        self.value = value
+        prefix = key.orderPrefix
+    }
 }
 
 /// The in-memory, writable copy of a page, made the first time a write transaction changes it.
@@ -158,11 +168,13 @@ final class Node {
     /// The index of the first inode whose key is >= `key`, and whether it is equal.
     func search(_ key: ByteView) -> (index: Int, exact: Bool) {
         if let image { return image.search(key) }
+        let prefix = key.orderPrefix
         var lo = 0
         var hi = inodes.count
         while lo < hi {
             let mid = (lo + hi) >> 1
-            let c = inodes[mid].key.compare(key)
+            let item = inodes[mid]
+            let c = item.prefix != prefix ? (item.prefix < prefix ? -1 : 1) : item.key.compare(key)
             if c == 0 { return (mid, true) }  // keys are unique
             if c < 0 { lo = mid + 1 } else { hi = mid }
         }
@@ -176,7 +188,21 @@ final class Node {
         // The child is filed under this separator: spill and rebalance find it by this key even
         // when a damaged file's separator differs from the child's first key.
         child.key = inodes[index].key
-        if children.count > before { placeNewestChild() }
+        if children.count > before {
+            placeNewestChild()
+            // Just read from the file: it must start inside the range this branch files it
+            // under (at or after its separator, before the next one), or branches share pages
+            // and edits through one would corrupt the other.
+            if child.count > 0 {
+                let first = child.key(at: 0)
+                if first.compare(inodes[index].key) < 0 {
+                    throw BoltError.corruptPage(id: child.pgid, reason: "its first key sorts before separator \(index) of its parent branch page \(pgid)")
+                }
+                if index + 1 < inodes.count, first.compare(inodes[index + 1].key) >= 0 {
+                    throw BoltError.corruptPage(id: child.pgid, reason: "its first key is not below separator \(index + 1) of its parent branch page \(pgid) (pages shared between branches?)")
+                }
+            }
+        }
         return child
     }
 

@@ -289,11 +289,12 @@ extension PageView {
 
     @inline(__always)
     private func search(_ key: ByteView, pageID: UInt64, keyAt: (Int, UInt64) throws(BoltError) -> ByteView) throws(BoltError) -> (index: Int, exact: Bool) {
+        let prefix = key.orderPrefix
         var lo = 0
         var hi = count
         while lo < hi {
             let mid = (lo + hi) >> 1
-            let c = try keyAt(mid, pageID).compare(key)
+            let c = try keyAt(mid, pageID).compare(key, otherPrefix: prefix)
             if c == 0 { return (mid, true) }
             if c < 0 { lo = mid + 1 } else { hi = mid }
         }

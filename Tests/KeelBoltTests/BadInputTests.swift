@@ -287,6 +287,17 @@ final class BadInputTests: XCTestCase {
         XCTAssertLessThan(Double(monotonicNanoseconds() - start) / 1e9, 5, "no exponential walk")
         try destination.close()
         try reopened.close()
+        // A put descends through nodes, not a cursor: it too refuses a child outside its range,
+        // and the file is left as it was.
+        let writableFS = SimulatedFileSystem(seed: 6)
+        writableFS.setContents(of: "/dag.db", bytes)
+        let writable = try DB.open(path: "/dag.db", options: simOptions(writableFS, pageSize: 512))
+        XCTAssertThrowsError(try writable.update { tx throws(BoltError) in try tx.bucket(b("b"))!.put(b("key-015000"), b("x")) }) { error in
+            guard case let .corruptPage(_, reason)? = error as? BoltError else { return XCTFail("\(error)") }
+            XCTAssertTrue(reason.contains("separator"), reason)
+        }
+        try writable.close()
+        XCTAssertEqual(writableFS.contents(of: "/dag.db"), bytes)
     }
 
     /// A freelist page listing one page twice would hand that page out twice (two live trees
