@@ -320,6 +320,8 @@ public final class Bucket {
     /// Materialises the node for `pgid` (cached per transaction).
     func node(_ pgid: UInt64, parent: Node?) throws(BoltError) -> Node {
         if let existing = nodes[pgid] { return existing }
+        // Sized for as many nodes as the last writer made, rather than regrown as they come.
+        if nodes.isEmpty { nodes.reserve(tx.db.lastWriterNodeCount) }
         let n = Node.make(bucket: self, isLeaf: false, parent: parent)
         if let parent { parent.children.append(n) } else { rootNode = n }
         if root == 0, let inlinePage {

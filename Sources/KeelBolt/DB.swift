@@ -34,6 +34,8 @@ public final class DB: @unchecked Sendable {
     /// Nodes of ended write transactions, for the next writer to reuse (see `Node.make`;
     /// touched only under the writer lock). At most `maxSpareNodes`.
     var spareNodes: [Node] = []
+    /// How many nodes the last write transaction made: the size new node tables start at.
+    var lastWriterNodeCount = 0
     static let maxSpareNodes = 4096
     private let writerLock = DispatchSemaphore(value: 1)
     /// The thread holding the write transaction, if any.
@@ -478,22 +480,30 @@ public final class DB: @unchecked Sendable {
 
     /// Writes dirty pages in id order, one pwritev per run of neighbouring pages.
     private func writeDirtyPages(_ tx: Tx) throws(BoltError) {
-        let ids = tx.dirty.sortedKeys()
+        var pages = tx.dirtyOrder
+        tx.dirtyOrder = []
+        var sorted = true
+        var k = 1
+        while k < pages.count {
+            if pages[k - 1].id > pages[k].id { sorted = false; break }
+            k += 1
+        }
+        if !sorted { pages.sort { $0.id < $1.id } }
         var i = 0
         var vectors: [UnsafeRawBufferPointer] = []
-        while i < ids.count {
+        while i < pages.count {
             vectors.removeAll(keepingCapacity: true)
             var j = i
-            var d = tx.dirty[ids[i]]!
+            var d = pages[i]
             vectors.append(UnsafeRawBufferPointer(start: d.pointer, count: d.pages * pageSize))
             var bytes = d.pages * pageSize
-            while j + 1 < ids.count, ids[j + 1] == ids[j] + UInt64(d.pages), bytes < 16 << 20 {
+            while j + 1 < pages.count, pages[j + 1].id == pages[j].id + UInt64(d.pages), bytes < 16 << 20 {
                 j += 1
-                d = tx.dirty[ids[j]]!
+                d = pages[j]
                 vectors.append(UnsafeRawBufferPointer(start: d.pointer, count: d.pages * pageSize))
                 bytes += d.pages * pageSize
             }
-            let offset = Int64(ids[i]) * Int64(pageSize)
+            let offset = Int64(pages[i].id) * Int64(pageSize)
             try wrap { () throws(IOError) in
                 if vectors.count == 1 { try file.write(vectors[0], at: offset) } else { try file.write(vectors: vectors, at: offset) }
             }

@@ -37,6 +37,13 @@ final class Freelist {
     /// Marks a page (and its overflow) freed by `txid`. It becomes allocatable after `release`.
     func free(txid: UInt64, id: UInt64, overflow: UInt32) throws(BoltError) {
         guard id > 1 else { throw BoltError.corruptPage(id: id, reason: "cannot free a meta page") }
+        // One page into the current transaction's entry: the common case, without ranges.
+        if overflow == 0, let i = pending.indices.last, pending[i].txid == txid {
+            if cache.contains(id) { throw BoltError.pageAlreadyFreed(id: id) }
+            pending[i].ids.append(id)
+            cache.insert(id)
+            return
+        }
         let last = id + UInt64(overflow)
         for p in id...last where cache.contains(p) { throw BoltError.pageAlreadyFreed(id: p) }
         // Appended in place: copying the list out and back would make a transaction's frees

@@ -211,11 +211,12 @@ final class Node {
     private func placeNewestChild() {
         let last = children.count - 1
         let key = children[last].key
+        let prefix = key.orderPrefix
         var lo = 0
         var hi = last
         while lo < hi {
             let mid = (lo + hi) >> 1
-            if children[mid].key.compare(key) < 0 { lo = mid + 1 } else { hi = mid }
+            if children[mid].key.compare(key, otherPrefix: prefix) < 0 { lo = mid + 1 } else { hi = mid }
         }
         if lo < last {
             let child = children.removeLast()

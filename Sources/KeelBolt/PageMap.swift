@@ -20,6 +20,17 @@ struct PageMap<Value> {
 
     var isEmpty: Bool { count == 0 }
 
+    /// Sizes an empty map for `n` entries up front, so filling it does not regrow it step by step.
+    mutating func reserve(_ n: Int) {
+        guard count == 0, n > 0 else { return }
+        var capacity = 16
+        while capacity * 3 < n * 4 { capacity *= 2 }
+        guard capacity > keys.count else { return }
+        keys = [UInt64](repeating: Self.empty, count: capacity)
+        values = [Value?](repeating: nil, count: capacity)
+        mask = capacity - 1
+    }
+
     @inline(__always)
     private func slot(_ key: UInt64) -> Int {
         // Fibonacci hashing: the high bits of the product spread consecutive ids.
@@ -169,6 +180,9 @@ struct NodeTable {
     private var map = PageMap<Ref>()
 
     var isEmpty: Bool { map.isEmpty }
+
+    /// Sizes an empty table for `n` nodes.
+    mutating func reserve(_ n: Int) { map.reserve(n) }
 
     subscript(pgid: UInt64) -> Node? {
         @inline(__always) get { map[pgid]?.node }

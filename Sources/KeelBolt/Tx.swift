@@ -41,6 +41,10 @@ public final class Tx {
     let arena: Arena
     var root: Bucket!
     @exclusivity(unchecked) var dirty = PageMap<(pointer: UnsafeMutableRawPointer, pages: Int)>()
+    /// The dirty pages in the order they were registered: nearly always increasing (the
+    /// freelist hands out its lowest pages first, then the file grows), so commit rarely has
+    /// to sort them.
+    @exclusivity(unchecked) var dirtyOrder: [(id: UInt64, pointer: UnsafeMutableRawPointer, pages: Int)] = []
     /// Runs taken from the freelist, returned to it on rollback.
     @exclusivity(unchecked) var allocatedFromFreelist: [(start: UInt64, count: Int)] = []
     @exclusivity(unchecked) private var trackedNodes: [Node] = []
@@ -187,6 +191,7 @@ public final class Tx {
             meta.pgid += UInt64(count)
         }
         dirty[id] = (buffer, count)
+        dirtyOrder.append((id, buffer, count))
         stats.pageCount += 1
         stats.pageAlloc += count * db.pageSize
         return id
@@ -238,6 +243,7 @@ public final class Tx {
             // The nodes stop holding each other, the buckets let go of theirs, and each node now
             // held only by this list goes to the pool for the next writer. A node still held
             // elsewhere (a cursor or bucket the caller kept) is left to be freed with its holder.
+            db.lastWriterNodeCount = trackedNodes.count
             for node in trackedNodes { node.unlink() }
             root = nil
             for i in trackedNodes.indices where spareNodes.count < DB.maxSpareNodes && isKnownUniquelyReferenced(&trackedNodes[i]) {
