@@ -334,9 +334,18 @@ final class Node {
                                     key: try page.leafKey(i, pageID: pageID), value: try page.leafValue(i, pageID: pageID)))
             }
         } else {
-            for i in 0..<n {
-                inodes.append(INode(flags: 0, pgid: page.branchChild(i), key: try page.branchKey(i, pageID: pageID), value: .empty))
+            // Branches are read whole on every write path: built in place, one element at a time.
+            var failure: BoltError?
+            inodes = [INode](unsafeUninitializedCapacity: n) { buffer, initialized in
+                guard let out = buffer.baseAddress else { return }
+                for i in 0..<n {
+                    let key: ByteView
+                    do throws(BoltError) { key = try page.branchKey(i, pageID: pageID) } catch { failure = error; return }
+                    (out + i).initialize(to: INode(flags: 0, pgid: page.branchChild(i), key: key, value: .empty))
+                    initialized = i + 1
+                }
             }
+            if let failure { throw failure }
         }
         key = inodes.first?.key ?? .empty
     }
@@ -347,6 +356,10 @@ final class Node {
             PageWriter(base: buffer).writeElements(id: pageID, isLeaf: true, count: count, overflow: overflow) { i in
                 (self.flags(at: i), 0, self.key(at: i), self.value(at: i))
             }
+            return
+        }
+        if !isLeaf {
+            inodes.withUnsafeBufferPointer { PageWriter(base: buffer).writeBranch(id: pageID, elements: $0, overflow: overflow) }
             return
         }
         let inodes = self.inodes
