@@ -140,10 +140,15 @@ struct PageMap<Value> {
     }
 }
 
-/// A set of page ids with `PageMap`'s cheap hashing (the freelist's double-free check). Unlike
-/// `PageMap` it takes any id, `UInt64.max` included, since ids read from a damaged freelist
-/// reach it.
+/// A set of page ids (the freelist's double-free check): a bitmap for the ids of any real file,
+/// which makes each test, insert and remove a shift and a mask, and `PageMap`'s hashing for ids
+/// beyond it. It takes any id, `UInt64.max` included, since ids read from a damaged freelist
+/// reach it; those never grow the bitmap past `bitmapLimit`.
 struct PageSet {
+    /// Ids below this live in the bitmap (64M pages: 256 GiB at 4 KiB pages; at most 8 MiB of bits).
+    static let bitmapLimit: UInt64 = 1 << 26
+    private var bits: [UInt64] = []
+    private var bitCount = 0
     private var map = PageMap<Bool>()
     private var hasMax = false
 
@@ -153,16 +158,48 @@ struct PageSet {
         for id in ids { insert(id) }
     }
 
-    var count: Int { map.count + (hasMax ? 1 : 0) }
+    var count: Int { bitCount + map.count + (hasMax ? 1 : 0) }
 
-    func contains(_ id: UInt64) -> Bool { id == .max ? hasMax : map[id] != nil }
-
-    mutating func insert(_ id: UInt64) {
-        if id == .max { hasMax = true } else { map[id] = true }
+    @inline(__always)
+    func contains(_ id: UInt64) -> Bool {
+        if id < Self.bitmapLimit {
+            let word = Int(id >> 6)
+            return word < bits.count && bits[word] & (1 << (id & 63)) != 0
+        }
+        return id == .max ? hasMax : map[id] != nil
     }
 
+    @inline(__always)
+    mutating func insert(_ id: UInt64) {
+        if id < Self.bitmapLimit {
+            let word = Int(id >> 6)
+            if word >= bits.count { bits.append(contentsOf: repeatElement(0, count: Swift.max(word + 1, bits.count * 2) - bits.count)) }
+            let mask: UInt64 = 1 << (id & 63)
+            if bits[word] & mask == 0 {
+                bits[word] |= mask
+                bitCount += 1
+            }
+        } else if id == .max {
+            hasMax = true
+        } else {
+            map[id] = true
+        }
+    }
+
+    @inline(__always)
     mutating func remove(_ id: UInt64) {
-        if id == .max { hasMax = false } else { map[id] = nil }
+        if id < Self.bitmapLimit {
+            let word = Int(id >> 6)
+            let mask: UInt64 = 1 << (id & 63)
+            if word < bits.count, bits[word] & mask != 0 {
+                bits[word] &= ~mask
+                bitCount -= 1
+            }
+        } else if id == .max {
+            hasMax = false
+        } else {
+            map[id] = nil
+        }
     }
 }
 

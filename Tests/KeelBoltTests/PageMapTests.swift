@@ -37,4 +37,34 @@ final class PageMapTests: XCTestCase {
         map[0] = 7
         XCTAssertEqual(map[0], 7)
     }
+
+    /// `PageSet` against `Set`, with ids in the bitmap, beyond it, and `UInt64.max`.
+    func testPageSetMatchesASet() {
+        let seed = testSeed()
+        var rng = SplitMix64(seed: seed)
+        var set = PageSet([2, 3, PageSet.bitmapLimit, .max])
+        var reference: Set<UInt64> = [2, 3, PageSet.bitmapLimit, .max]
+        for step in 0..<50_000 {
+            let id: UInt64
+            switch rng.next() % 10 {
+            case 0: id = PageSet.bitmapLimit - 1 + rng.next() % 3
+            case 1: id = UInt64.max - rng.next() % 2
+            case 2: id = rng.next()
+            default: id = rng.next() % 5_000
+            }
+            if rng.next() % 3 == 0 {
+                set.remove(id)
+                reference.remove(id)
+            } else {
+                set.insert(id)
+                reference.insert(id)
+            }
+            XCTAssertEqual(set.contains(id), reference.contains(id), "seed \(seed) step \(step) id \(id)")
+            if step % 4_999 == 0 {
+                XCTAssertEqual(set.count, reference.count, "seed \(seed) step \(step)")
+                for k in reference { XCTAssertTrue(set.contains(k), "seed \(seed) step \(step) id \(k)") }
+            }
+        }
+        XCTAssertEqual(set.count, reference.count)
+    }
 }
