@@ -4,6 +4,10 @@
 /// A `Bucket` belongs to one transaction and is valid only until that transaction ends.
 public final class Bucket {
     unowned let tx: Tx
+    /// The same transaction without a reference count: only for internal paths reached after a
+    /// public entry point checked the transaction through `tx` (an open transaction stays alive
+    /// for the whole call), where the checked reference would cost a retain and release per use.
+    unowned(unsafe) let liveTx: Tx
     /// Root page id; 0 for an inline bucket.
     var root: UInt64
     /// The bucket's sequence number.
@@ -41,6 +45,7 @@ public final class Bucket {
 
     init(tx: Tx, root: UInt64, sequence: UInt64) {
         self.tx = tx
+        liveTx = tx
         self.root = root
         self.sequence = sequence
     }
@@ -321,6 +326,7 @@ public final class Bucket {
     func node(_ pgid: UInt64, parent: Node?) throws(BoltError) -> Node {
         if let existing = nodes[pgid] { return existing }
         // Sized for as many nodes as the last writer made, rather than regrown as they come.
+        let tx = liveTx
         if nodes.isEmpty { nodes.reserve(tx.db.lastWriterNodeCount) }
         let n = Node.make(bucket: self, isLeaf: false, parent: parent)
         if let parent { parent.children.append(n) } else { rootNode = n }

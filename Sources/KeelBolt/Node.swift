@@ -55,7 +55,7 @@ final class Node {
 
     private init(bucket: Bucket, isLeaf: Bool, parent: Node?) {
         self.bucket = bucket
-        tx = bucket.tx
+        tx = bucket.liveTx
         self.isLeaf = isLeaf
         self.parent = parent
     }
@@ -63,7 +63,7 @@ final class Node {
     /// A new, empty node of `bucket`'s (write) transaction, taken from the database's pool when
     /// it has one. The transaction keeps it until it ends.
     static func make(bucket: Bucket, isLeaf: Bool, parent: Node?) -> Node {
-        let tx = bucket.tx
+        let tx = bucket.liveTx
         let node: Node
         if let spare = tx.spareNodes.popLast() {
             node = spare
@@ -434,7 +434,7 @@ final class Node {
     /// and frees the pages they came from.
     func spill() throws(BoltError) {
         if spilled { return }
-        let tx = bucket.tx
+        let tx = bucket.liveTx
         if !isSortedByFirstKey(children) { children.sort { $0.firstKey < $1.firstKey } }
         var i = 0
         while i < children.count {
