@@ -52,6 +52,13 @@ final class Node {
     @exclusivity(unchecked) var inodes: [INode] = []
     /// The page being edited in place (one-page leaves only); nil for the decoded form.
     @exclusivity(unchecked) var image: LeafImage?
+    /// Where this node's separator was in its parent when it was reached through it (-1: not
+    /// known). Filing the node at commit tries there first, shifted by the separators inserted
+    /// before it since (`insertedSeparators`), and searches only when the key is not there.
+    @exclusivity(unchecked) var indexHint = -1
+    /// Separators inserted into this node by its children's splits during its spill (children
+    /// spill in key order, so each insert shifts the separators of the children still to come).
+    @exclusivity(unchecked) var insertedSeparators = 0
 
     private init(bucket: Bucket, isLeaf: Bool, parent: Node?) {
         self.bucket = bucket
@@ -100,6 +107,8 @@ final class Node {
         pgid = 0
         unbalanced = false
         spilled = false
+        indexHint = -1
+        insertedSeparators = 0
     }
 
     var minKeys: Int { isLeaf ? 1 : 2 }
@@ -188,6 +197,7 @@ final class Node {
         // The child is filed under this separator: spill and rebalance find it by this key even
         // when a damaged file's separator differs from the child's first key.
         child.key = inodes[index].key
+        child.indexHint = index
         if children.count > before {
             placeNewestChild()
             // Just read from the file: it must start inside the range this branch files it
@@ -240,13 +250,26 @@ final class Node {
         return try parent.childAt(index - 1)
     }
 
-    /// Inserts or replaces the inode filed under `oldKey`.
-    func put(oldKey: ByteView, newKey: ByteView, value: ByteView, pgid: UInt64, flags: UInt32) {
+    /// Inserts or replaces the inode filed under `oldKey`. `hint` is where it probably is (it is
+    /// used only when the key there is `oldKey`; keys are unique, so that is the element).
+    func put(oldKey: ByteView, newKey: ByteView, value: ByteView, pgid: UInt64, flags: UInt32, hint: Int = -1) {
         precondition(newKey.count > 0, "put: zero-length inode key")
         materialize()
-        let (index, exact) = search(oldKey)
+        let (index, exact) = hint >= 0 && hint < inodes.count && inodes[hint].key == oldKey ? (hint, true) : search(oldKey)
+        if exact, inodes[index].key == newKey {
+            // The usual refiling of a child under the same key: only the page id changes.
+            inodes[index].pgid = pgid
+            inodes[index].flags = flags
+            inodes[index].value = value
+            return
+        }
         let item = INode(flags: flags, pgid: pgid, key: newKey, value: value)
-        if exact { inodes[index] = item } else { inodes.insert(item, at: index) }
+        if exact {
+            inodes[index] = item
+        } else {
+            inodes.insert(item, at: index)
+            insertedSeparators += 1
+        }
     }
 
     /// Sets leaf element `key` to `value` with `flags`, inserting it or replacing it. An image is
@@ -436,6 +459,7 @@ final class Node {
         if spilled { return }
         let tx = bucket.liveTx
         if !isSortedByFirstKey(children) { children.sort { $0.firstKey < $1.firstKey } }
+        insertedSeparators = 0
         var i = 0
         while i < children.count {
             try children[i].spill()
@@ -460,7 +484,8 @@ final class Node {
     /// Writes this node (already cut to size) to a new page, freeing the one it came from.
     private func spillPiece(pageSize: Int) throws(BoltError) {
         if pgid > 0 {
-            try tx.freePage(pgid)
+            // An image was copied from a one-page leaf: its page has no overflow to look up.
+            if image != nil { try tx.freeSinglePage(pgid) } else { try tx.freePage(pgid) }
             pgid = 0
         }
         if var image {
@@ -501,7 +526,8 @@ final class Node {
             throw BoltError.corruptPage(id: id, reason: "a node's first key is empty: the page it came from is damaged")
         }
         let oldKey = key.count > 0 ? key : first
-        parent.put(oldKey: oldKey, newKey: first, value: .empty, pgid: id, flags: 0)
+        parent.put(oldKey: oldKey, newKey: first, value: .empty, pgid: id, flags: 0,
+                   hint: indexHint >= 0 ? indexHint + parent.insertedSeparators : -1)
         key = first
     }
 

@@ -203,6 +203,11 @@ public final class Tx {
         try db.freelist.free(txid: meta.txid, id: id, overflow: page.overflow)
     }
 
+    /// Frees page `id`, known to be one page without overflow (it was read and checked as such).
+    func freeSinglePage(_ id: UInt64) throws(BoltError) {
+        try db.freelist.free(txid: meta.txid, id: id, overflow: 0)
+    }
+
     // MARK: End
 
     /// Writes all changes to disk: pages, fdatasync, meta page, fdatasync.
