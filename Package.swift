@@ -41,7 +41,7 @@ let package = Package(
         // The only target that calls the OS for files.
         .target(name: "KeelIO", dependencies: ["CKeelShims"]),
         // The bbolt-format copy-on-write B+tree file.
-        .target(name: "KeelBolt", dependencies: ["KeelIO"]),
+        .target(name: "KeelBolt", dependencies: ["KeelIO", "CKeelShims"]),
         // LMDB (Debian liblmdb-dev) as a system library.
         .systemLibrary(name: "CLMDB", path: "Sources/CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
         // bbolt-like buckets over LMDB named databases.

@@ -1,3 +1,5 @@
+import CKeelShims
+
 /// bbolt file format version 2: byte layout of pages (see shared/reference/bbolt-format.md §1).
 ///
 /// All integers are little-endian (native on every platform Keel runs on) and unaligned loads are
@@ -321,6 +323,15 @@ extension PageView {
         let prefix = key.orderPrefix
         var lo = 0
         var hi = count
+        // Each probe reads an element, then the key it points to: two dependent cache misses
+        // on a page not in cache. Loading the whole element array at once (its lines in
+        // parallel) leaves one miss per probe, as in formats that keep keys beside their slots.
+        let elementsEnd = Swift.min(PageLayout.headerSize + hi * PageLayout.leafElementSize, capacity)
+        var line = PageLayout.headerSize
+        while line < elementsEnd {
+            keel_prefetch(base + line)
+            line += 64
+        }
         while lo < hi {
             let mid = (lo + hi) >> 1
             let c = try keyAt(mid, pageID).compare(key, otherPrefix: prefix)
