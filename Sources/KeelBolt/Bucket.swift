@@ -16,6 +16,8 @@ public final class Bucket {
     var inlinePage: PageView?
     /// The materialised root node, once written to.
     @exclusivity(unchecked) var rootNode: Node?
+    /// The most nodes a node table is sized for before its first insert.
+    static let maxPresizedNodes = 1024
     /// Nodes materialised in this transaction, by page id.
     @exclusivity(unchecked) var nodes = NodeTable()
     /// Nodes that lost an element in this transaction: the only ones commit may need to merge.
@@ -325,9 +327,11 @@ public final class Bucket {
     /// Materialises the node for `pgid` (cached per transaction).
     func node(_ pgid: UInt64, parent: Node?) throws(BoltError) -> Node {
         if let existing = nodes[pgid] { return existing }
-        // Sized for as many nodes as the last writer made, rather than regrown as they come.
+        // Sized for as many nodes as the last writer made (up to `maxPresizedNodes`), rather
+        // than regrown as they come: one huge transaction must not make every bucket of the
+        // next one start with a huge table.
         let tx = liveTx
-        if nodes.isEmpty { nodes.reserve(tx.db.lastWriterNodeCount) }
+        if nodes.isEmpty { nodes.reserve(min(tx.db.lastWriterNodeCount, Self.maxPresizedNodes)) }
         let n = Node.make(bucket: self, isLeaf: false, parent: parent)
         if let parent { parent.children.append(n) } else { rootNode = n }
         if root == 0, let inlinePage {

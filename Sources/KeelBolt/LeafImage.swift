@@ -80,11 +80,13 @@ struct LeafImage {
         if span > 0 { (buffer + dataStart).copyMemory(from: source + low, byteCount: span) }
         let shift = UInt32(truncatingIfNeeded: dataStart - low)
         // Pages Keel wrote from an image already keep their data at the page's end.
-        if shift != 0 { for i in 0..<n {
-            let e = header + i * slot
-            let pos = buffer.loadUnaligned(fromByteOffset: e + 4, as: UInt32.self)
-            buffer.storeBytes(of: pos &+ shift, toByteOffset: e + 4, as: UInt32.self)
-        } }
+        if shift != 0 {
+            for i in 0..<n {
+                let e = header + i * slot
+                let pos = buffer.loadUnaligned(fromByteOffset: e + 4, as: UInt32.self)
+                buffer.storeBytes(of: pos &+ shift, toByteOffset: e + 4, as: UInt32.self)
+            }
+        }
         return LeafImage(base: buffer, pageSize: pageSize, count: n, dataStart: dataStart, dead: span - live)
     }
 

@@ -386,7 +386,7 @@ final class Node {
             return
         }
         let inodes = self.inodes
-        PageWriter(base: buffer).writeElements(id: pageID, isLeaf: isLeaf, count: inodes.count, overflow: overflow) { i in
+        PageWriter(base: buffer).writeElements(id: pageID, isLeaf: true, count: inodes.count, overflow: overflow) { i in
             (inodes[i].flags, inodes[i].pgid, inodes[i].key, inodes[i].value)
         }
     }
